@@ -1,0 +1,42 @@
+# Two commands do all the set-up on a fresh clone:
+#   make study-imagenet-fractions   # the tiny grid, end to end (venv bootstrapped on first use)
+#   make test                       # the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+EXECUTOR ?= local
+SCALE ?= tiny
+STUDY_ARGS ?=
+
+.PHONY: venv test study-imagenet-fractions tables figures report slurm-up slurm-down slurm-status clean-results
+
+$(STAMP): pyproject.toml requirements/lock.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip 2>/dev/null || true
+	$(VENV)/bin/pip install -q -c requirements/lock.txt -e '.[test]'
+	touch $@
+
+venv: $(STAMP)
+
+study-%: $(STAMP)
+	$(PY) -m harness.cli run $* --scale $(SCALE) --executor $(EXECUTOR) $(STUDY_ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
+
+STUDY ?= imagenet-fractions
+tables: $(STAMP)
+	$(PY) -m harness.cli report $(STUDY) --only tables
+figures: $(STAMP)
+	$(PY) -m harness.cli report $(STUDY) --only figures
+report: $(STAMP)
+	$(PY) -m harness.cli report $(STUDY)
+
+slurm-up:
+	bash .ci/slurm.sh up
+slurm-down:
+	bash .ci/slurm.sh down
+slurm-status:
+	bash .ci/slurm.sh status

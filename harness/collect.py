@@ -1,0 +1,47 @@
+"""Collect: every complete job folder of a study -> one tidy pandas table (one row per metric).
+
+Only ``metrics.json`` is read (written last and atomically), so a running or crashed job never contributes a
+partial row. Saved as ``results/<study>/collected.csv`` and ``collected.parquet``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from harness import results as R
+
+COORDS = ["method", "pretrain_dataset", "fraction", "epochs", "seed", "task", "task_dataset"]
+COLUMNS = ["study", "scale", "stage", "job_id", "upstream", *COORDS, "metric", "split", "value", "updates",
+           "wall_time_s"]
+
+
+def collect_frame(study_dir: Path) -> pd.DataFrame:
+    rows = []
+    for job_dir in R.iter_job_dirs(study_dir):
+        doc = R.read_json(job_dir / R.METRICS)
+        if doc is None:
+            continue
+        base = {k: doc.get(k) for k in ["study", "scale", "stage", "job_id", "upstream", *COORDS, "updates", "wall_time_s"]}
+        for m in doc.get("metrics", []):
+            rows.append({**base, "metric": m["name"], "split": m.get("split", "val"), "value": m["value"]})
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame["fraction"] = pd.to_numeric(frame["fraction"], errors="coerce")
+    frame["epochs"] = pd.to_numeric(frame["epochs"], errors="coerce").astype("Int64")
+    frame["value"] = pd.to_numeric(frame["value"])
+    return frame
+
+
+def collect(study_dir: Path) -> pd.DataFrame:
+    frame = collect_frame(study_dir)
+    study_dir.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(study_dir / "collected.csv", index=False)
+    frame.to_parquet(study_dir / "collected.parquet", index=False)
+    return frame
+
+
+def load_collected(study_dir: Path) -> pd.DataFrame:
+    """The stored table (no job folder is read); collects first if it was never written."""
+    path = study_dir / "collected.parquet"
+    return pd.read_parquet(path) if path.exists() else collect(study_dir)

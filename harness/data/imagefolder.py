@@ -1,0 +1,32 @@
+"""The ImageFolder layout (ImageNet, Stanford Cars and DomainNet exported as folders): ``<split>/<class>/<image>``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from harness.data.index import Index
+from harness.errors import DataRootError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".JPEG")
+EXPECTED = "<root>/<split>/<class>/<image>.{jpg,png,...} (ImageFolder)"
+
+
+def index_imagefolder(dataset: str, root: Path, split: str) -> Index:
+    split_dir = root / split
+    if not split_dir.is_dir():
+        raise DataRootError(f"dataset {dataset!r}: {split_dir} is missing; expected {EXPECTED}")
+    classes = sorted(e.name for e in os.scandir(split_dir) if e.is_dir())
+    if not classes:
+        raise DataRootError(f"dataset {dataset!r}: {split_dir} has no class folders; expected {EXPECTED}")
+    items: list[str] = []
+    labels: list[int] = []
+    for label, cls in enumerate(classes):
+        files = sorted(e.name for e in os.scandir(split_dir / cls) if e.is_file() and e.name.endswith(IMAGE_EXTENSIONS))
+        if not files:
+            raise DataRootError(f"dataset {dataset!r}: class folder {split_dir / cls} has no images")
+        items.extend(f"{split}/{cls}/{f}" for f in files)
+        labels.extend([label] * len(files))
+    return Index(dataset, split, root, items, np.asarray(labels, dtype=np.int64), classes)

@@ -1,0 +1,92 @@
+"""Fraction manifests: which images of a split a job trains on.
+
+For a fraction f and a seed, every image draws one random key from the seed; within each class (or over the
+whole split when labels are not used) the images with the smallest keys are kept, round(f * n) of them (at
+least one). The same keys serve every fraction, so subsets nest (1% is inside 10% for one seed), and every
+method reads the same manifest, so all compare on the same images. The manifest's content hash enters the
+identity of every job that uses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from harness.data.index import Index
+from harness.data.roots import cache_dir
+from harness.results import atomic_write_text
+
+
+@dataclass
+class Manifest:
+    dataset: str
+    split: str
+    fraction: float
+    seed: int
+    balanced: bool
+    index_hash: str
+    indices: np.ndarray  # sorted positions into the index
+
+    @property
+    def content_hash(self) -> str:
+        h = hashlib.sha256(f"{self.dataset}|{self.split}|{self.index_hash}|".encode())
+        h.update(np.ascontiguousarray(self.indices, dtype=np.int64).tobytes())
+        return h.hexdigest()[:16]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def select_fraction(labels: np.ndarray | None, n: int, fraction: float, seed: int) -> np.ndarray:
+    """Indices of a class-balanced (labels given) or uniform subset; nested across fractions for one seed."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    keys = np.random.default_rng(seed).random(n)
+    if fraction == 1.0:
+        return np.arange(n)
+    groups = np.zeros(n, dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
+    # rank of each item's key within its group: sort by (group, key)
+    order = np.lexsort((keys, groups))
+    sorted_groups = groups[order]
+    starts = np.flatnonzero(np.r_[True, sorted_groups[1:] != sorted_groups[:-1]])
+    sizes = np.diff(np.r_[starts, n])
+    rank_in_group = np.arange(n) - np.repeat(starts, sizes)
+    keep_per_group = np.maximum(1, np.floor(sizes * fraction + 0.5).astype(np.int64))
+    keep = rank_in_group < np.repeat(keep_per_group, sizes)
+    return np.sort(order[keep])
+
+
+def build_manifest(index: Index, fraction: float, seed: int, balanced: bool = True) -> Manifest:
+    labels = index.labels if balanced else None
+    indices = select_fraction(labels, len(index), fraction, seed)
+    return Manifest(index.dataset, index.split, fraction, seed, labels is not None, index.content_hash, indices)
+
+
+def manifest_path(m: Manifest) -> Path:
+    name = f"{m.dataset}-{m.split}-f{m.fraction:g}-s{m.seed}-{m.index_hash[:8]}.json"
+    return cache_dir("manifests") / name
+
+
+def save_manifest(m: Manifest) -> Path:
+    path = manifest_path(m)
+    if not path.exists():
+        payload = {
+            "dataset": m.dataset, "split": m.split, "fraction": m.fraction, "seed": m.seed,
+            "balanced": m.balanced, "index_hash": m.index_hash, "content_hash": m.content_hash,
+            "indices": m.indices.tolist(),
+        }
+        atomic_write_text(path, json.dumps(payload))
+    return path
+
+
+def load_manifest(path: Path) -> Manifest:
+    d = json.loads(Path(path).read_text())
+    m = Manifest(d["dataset"], d["split"], d["fraction"], d["seed"], d["balanced"], d["index_hash"],
+                 np.asarray(d["indices"], dtype=np.int64))
+    if m.content_hash != d["content_hash"]:
+        raise ValueError(f"manifest {path} is corrupt: its content hash does not match")
+    return m

@@ -1,0 +1,61 @@
+"""Where datasets and caches live.
+
+Real datasets: the environment variable ``HARNESS_DATA_<NAME>`` (e.g. ``HARNESS_DATA_IMAGENET``) or an entry
+in the data-roots file (YAML ``{name: path}``; ``$HARNESS_DATA_ROOTS``, else ``./data_roots.yaml``, else
+``~/.config/harness/data_roots.yaml``). Synthetic datasets and every cache (indexes, manifests, vocabularies)
+live under ``$HARNESS_CACHE`` (default ``~/.cache/harness``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+from harness.errors import DataRootError
+
+
+def cache_dir(*parts: str) -> Path:
+    root = Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "harness"))
+    path = root.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def env_var_for(name: str) -> str:
+    return "HARNESS_DATA_" + name.upper().replace("-", "_")
+
+
+def data_roots_file() -> Path | None:
+    candidates = [os.environ.get("HARNESS_DATA_ROOTS"), "data_roots.yaml", Path.home() / ".config/harness/data_roots.yaml"]
+    for c in candidates:
+        if c and Path(c).is_file():
+            return Path(c)
+    return None
+
+
+def configured_root(name: str) -> Path | None:
+    """The root a user configured for ``name``, or None; never checks that it exists."""
+    if env := os.environ.get(env_var_for(name)):
+        return Path(env).expanduser()
+    if (f := data_roots_file()) is not None:
+        roots = yaml.safe_load(f.read_text()) or {}
+        if not isinstance(roots, dict):
+            raise DataRootError(f"{f}: expected a mapping of dataset name to path, got {type(roots).__name__}")
+        if name in roots and roots[name]:
+            return Path(str(roots[name])).expanduser()
+    return None
+
+
+def require_root(name: str, expected: str) -> Path:
+    root = configured_root(name)
+    if root is None:
+        raise DataRootError(
+            f"dataset {name!r} has no root: set {env_var_for(name)}=/path/to/{name} or add '{name}: /path' to a "
+            f"data-roots file ($HARNESS_DATA_ROOTS, ./data_roots.yaml or ~/.config/harness/data_roots.yaml); "
+            f"expected layout: {expected}"
+        )
+    if not root.is_dir():
+        raise DataRootError(f"dataset {name!r}: root {root} does not exist (expected layout: {expected})")
+    return root

@@ -1,0 +1,1 @@
+"""Deterministic generators that write stand-ins of real datasets, in the real datasets' formats."""

@@ -1,0 +1,183 @@
+"""The training loop every stage shares: seeded data order, AdamW + cosine, checkpoint at a fixed file name
+after every epoch, resume from it, progress bar. One ``train`` call runs a fixed number of updates.
+
+Determinism: the data order of epoch ``e`` comes from ``(seed, e)`` and every RNG state is saved in the
+checkpoint, so a run that resumes from a checkpoint ends with the same weights as one that never stopped
+(on CPU, with deterministic kernels).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from harness.optim import build_optimizer, cosine_lr, set_lr
+from harness.results import atomic_torch_save
+
+log = logging.getLogger("harness.engine")
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int
+    total_updates: int
+    warmup_updates: int
+    lr: float
+    min_lr: float = 1e-6
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.999)
+    clip_grad: float | None = None
+    layer_decay: float | None = None
+    num_layers: int | None = None
+    seed: int = 0
+    num_workers: int = 0
+    drop_last: bool = True
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    epoch: int = 0
+    history: list[dict] = field(default_factory=list)  # one row per epoch: mean loss and logs
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def device_for(preference: str = "auto") -> torch.device:
+    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def _rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def epoch_loader(dataset: Dataset, cfg: TrainConfig, epoch: int, collate_fn: Callable | None = None) -> DataLoader:
+    g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+    batch_size = min(cfg.batch_size, len(dataset))
+    sampler = torch.randperm(len(dataset), generator=g).tolist()
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=cfg.num_workers,
+                      drop_last=cfg.drop_last, collate_fn=collate_fn, generator=g,
+                      persistent_workers=False, pin_memory=torch.cuda.is_available())
+
+
+def updates_per_epoch(n_items: int, batch_size: int, drop_last: bool = True) -> int:
+    bs = min(batch_size, n_items)
+    return n_items // bs if drop_last else math.ceil(n_items / bs)
+
+
+def _to_device(batch, device: torch.device):
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+def train(
+    model: nn.Module,
+    step_fn: Callable[[object], tuple[torch.Tensor, dict]],
+    dataset: Dataset,
+    cfg: TrainConfig,
+    checkpoint_path: Path,
+    desc: str = "train",
+    after_step: Callable[[int, int], None] | None = None,
+    collate_fn: Callable | None = None,
+    device: torch.device | None = None,
+    optimizer_model: nn.Module | None = None,
+    stop_after_updates: int | None = None,
+) -> TrainState:
+    """Run ``cfg.total_updates`` optimiser steps of ``step_fn(batch) -> (loss, logs)`` over ``dataset``.
+
+    ``optimizer_model`` restricts what is optimised (default: ``model``). ``stop_after_updates`` stops early
+    after that many updates with a checkpoint written (used to test resumption).
+    """
+    device = device or next(model.parameters()).device
+    optimizer = build_optimizer(optimizer_model or model, cfg.lr, cfg.weight_decay, cfg.betas, cfg.layer_decay, cfg.num_layers)
+    state = TrainState()
+    if checkpoint_path.exists():
+        ckpt = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        state = TrainState(ckpt["step"], ckpt["epoch"], ckpt["history"])
+        _set_rng_state(ckpt["rng"])
+        log.info("resumed from %s at update %d (epoch %d)", checkpoint_path, state.step, state.epoch)
+    else:
+        seed_everything(cfg.seed)
+
+    def save() -> None:
+        atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": state.step,
+                           "epoch": state.epoch, "history": state.history, "rng": _rng_state()}, checkpoint_path)
+
+    use_amp = device.type == "cuda"
+    bar = tqdm(total=cfg.total_updates, initial=state.step, desc=desc, unit="upd", dynamic_ncols=True,
+               disable=os.environ.get("HARNESS_PROGRESS", "1") == "0", mininterval=1.0)
+    model.train()
+    while state.step < cfg.total_updates:
+        t0, sums, count = time.time(), {}, 0
+        for batch in epoch_loader(dataset, cfg, state.epoch, collate_fn):
+            if state.step >= cfg.total_updates:
+                break
+            set_lr(optimizer, cosine_lr(state.step, cfg.total_updates, cfg.warmup_updates, cfg.lr, cfg.min_lr))
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                loss, logs = step_fn(_to_device(batch, device))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss.item()} at update {state.step}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.clip_grad:
+                nn.utils.clip_grad_norm_((optimizer_model or model).parameters(), cfg.clip_grad)
+            optimizer.step()
+            state.step += 1
+            if after_step is not None:
+                after_step(state.step, cfg.total_updates)
+            count += 1
+            for k, v in {"loss": loss.item(), **logs}.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            bar.update()
+            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        state.epoch += 1
+        row = {"epoch": state.epoch, "step": state.step, "seconds": round(time.time() - t0, 3)}
+        row.update({k: v / max(count, 1) for k, v in sums.items()})
+        state.history.append(row)
+        log.info("epoch %d: %s", state.epoch, row)
+        save()
+        if stop_after_updates is not None and state.step >= stop_after_updates and state.step < cfg.total_updates:
+            bar.close()
+            raise InterruptedTraining(state.step)
+    bar.close()
+    return state
+
+
+class InterruptedTraining(RuntimeError):
+    """Raised by ``train(stop_after_updates=...)``: a checkpoint was written and training stopped early."""

@@ -1,0 +1,169 @@
+"""The single entry point a worker runs: one job spec in, ``results/<study>/<job-id>/`` out.
+
+``run_job`` builds the method or task, trains with checkpoint/resume and writes ``metrics.json`` atomically
+and last. ``JobRunner`` wraps it for submitit: it is Checkpointable, so on preemption or timeout the job is
+requeued with the same spec and resumes from ``checkpoint.pt``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from harness import results as R
+
+log = logging.getLogger("harness.job")
+
+
+@dataclass
+class JobSpec:
+    """Everything a worker needs; plain values so that it pickles and serialises as JSON."""
+
+    job_id: str
+    stage: str
+    config: dict[str, Any]
+    coords: dict[str, Any]
+    study: str
+    scale: str
+    study_dir: str
+    upstream: str | None = None
+    device: str = "auto"
+
+    @property
+    def job_dir(self) -> Path:
+        return Path(self.study_dir) / self.job_id
+
+
+class UpstreamNotDone(RuntimeError):
+    pass
+
+
+def _attach_log(job_dir: Path) -> logging.Handler:
+    handler = logging.FileHandler(job_dir / R.LOG)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger("harness")
+    root.setLevel(logging.INFO)
+    root.addHandler(handler)
+    return handler
+
+
+def _configure_threads() -> None:
+    import os
+
+    import torch
+
+    n = int(os.environ.get("HARNESS_THREADS", os.environ.get("SLURM_CPUS_PER_TASK", "0")) or 0)
+    if n > 0:
+        torch.set_num_threads(n)
+
+
+def run_pretrain(spec: JobSpec) -> tuple[list[dict], int]:
+    from harness.data import get_index, get_manifest
+    from harness.data.images import ImageListDataset
+    from harness.data.roots import cache_dir
+    from harness.engine import TrainConfig, device_for, seed_everything, train
+    from harness.methods import METHODS, PretrainData
+    from harness.models.vit import encoder_config, save_encoder
+
+    cfg = spec.config
+    method_cls = METHODS.get(cfg["method"])
+    encoder_cfg = encoder_config(cfg["model"])
+    params = cfg["params"]
+    device = device_for(spec.device)
+    seed_everything(cfg["seed"])
+    job_dir = spec.job_dir
+
+    if not method_cls.uses_data:
+        method = method_cls(encoder_cfg, params, None)
+        save_encoder(method.exported_encoder(), encoder_cfg, job_dir / R.ENCODER)
+        return [], 0
+
+    data = cfg["data"]
+    index = get_index(data["dataset"], data["split"])
+    manifest = get_manifest(data["dataset"], data["split"], data["fraction"], data["subset_seed"])
+    if manifest.content_hash != data["manifest"]:
+        raise RuntimeError(f"the images of {data['dataset']} changed since this job was planned "
+                           f"(manifest {manifest.content_hash} != {data['manifest']}); re-plan the study")
+    num_classes = len(index.classes) if index.classes else None
+    method = method_cls(encoder_cfg, params, num_classes).to(device)
+    method.prepare(PretrainData(ImageListDataset(index, manifest.indices), num_classes, manifest.content_hash,
+                                cache_dir("methods", cfg["method"])))
+    dataset = ImageListDataset(index, manifest.indices, transform=method.train_transform())
+    sched = cfg["schedule"]
+    tc = TrainConfig(batch_size=params["batch_size"], total_updates=sched["total_updates"],
+                     warmup_updates=sched["warmup_updates"], lr=params["lr"], min_lr=params["min_lr"],
+                     weight_decay=params["weight_decay"], betas=tuple(params["betas"]), clip_grad=params["clip_grad"],
+                     seed=cfg["seed"], num_workers=int(params.get("num_workers", 0)))
+    state = train(method, method.training_step, dataset, tc, job_dir / R.CHECKPOINT,
+                  desc=f"{spec.job_id[:40]}", after_step=method.after_step, collate_fn=method.collate_fn(),
+                  device=device, optimizer_model=method.optimized_module())
+    save_encoder(method.exported_encoder(), encoder_cfg, job_dir / R.ENCODER)
+    rows = [{"name": "pretrain_loss", "value": state.history[-1]["loss"], "split": "train"}]
+    return rows, state.step
+
+
+def run_downstream(spec: JobSpec) -> tuple[list[dict], int]:
+    from harness.engine import device_for, seed_everything
+    from harness.models.vit import encoder_config
+    from harness.tasks import TASKS, TaskContext
+
+    cfg = spec.config
+    encoder_path = Path(spec.study_dir) / cfg["upstream"] / R.ENCODER
+    if not (Path(spec.study_dir) / cfg["upstream"] / R.METRICS).exists() or not encoder_path.exists():
+        raise UpstreamNotDone(f"upstream job {cfg['upstream']} has not finished (no {encoder_path})")
+    seed_everything(cfg["seed"])
+    task = TASKS.get(cfg["task"])()
+    ctx = TaskContext(job_dir=spec.job_dir, params=cfg["params"], encoder_cfg=encoder_config(cfg["model"]),
+                      encoder_path=encoder_path, dataset=cfg["dataset"], seed=cfg["seed"],
+                      device=device_for(spec.device), scale=spec.scale)
+    return task.run(ctx), 0
+
+
+def run_job(spec: JobSpec) -> dict[str, Any]:
+    """Run one job to completion (or resume it); returns the metrics document it wrote."""
+    job_dir = spec.job_dir
+    job_dir.mkdir(parents=True, exist_ok=True)
+    if (existing := R.read_json(job_dir / R.METRICS)) is not None:
+        return existing
+    (job_dir / R.FAILED).unlink(missing_ok=True)
+    R.atomic_write_json(job_dir / R.SPEC, asdict(spec))
+    R.atomic_write_json(job_dir / R.ENV, __import__("harness.environment", fromlist=["environment"]).environment())
+    handler = _attach_log(job_dir)
+    start = time.time()
+    try:
+        _configure_threads()
+        log.info("job %s starts (%s)", spec.job_id, spec.stage)
+        rows, updates = (run_pretrain if spec.stage == "pretrain" else run_downstream)(spec)
+        doc = {"job_id": spec.job_id, "study": spec.study, "scale": spec.scale, "stage": spec.stage,
+               "upstream": spec.upstream, **spec.coords, "metrics": rows, "updates": updates,
+               "wall_time_s": round(time.time() - start, 2), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        R.atomic_write_json(job_dir / R.METRICS, doc)
+        log.info("job %s done: %s", spec.job_id, rows)
+        return doc
+    except Exception as e:
+        R.atomic_write_text(job_dir / R.TRACEBACK, traceback.format_exc())
+        R.atomic_write_json(job_dir / R.FAILED, {"error": f"{type(e).__name__}: {e}", "traceback": str(job_dir / R.TRACEBACK),
+                                                "log": str(job_dir / R.LOG), "at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        log.error("job %s failed: %s", spec.job_id, e)
+        raise
+    finally:
+        logging.getLogger("harness").removeHandler(handler)
+        handler.close()
+
+
+class JobRunner:
+    """The callable submitit pickles. Checkpointable: on preemption/timeout submitit calls ``checkpoint`` and
+    requeues the same spec; training state is on disk (``checkpoint.pt``, written every epoch), so the requeued
+    run resumes from it."""
+
+    def __call__(self, spec: JobSpec) -> dict[str, Any]:
+        return run_job(spec)
+
+    def checkpoint(self, spec: JobSpec):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(JobRunner(), spec)

@@ -1,0 +1,116 @@
+"""Launch: turn planned jobs into submissions (debug / local / slurm) and never do work twice.
+
+A re-run skips jobs whose results are complete, skips jobs still running, re-submits failed jobs only when
+asked (``retry_failed``) and resumes interrupted ones from their checkpoints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import results as R
+from harness.errors import HarnessError
+from harness.job import JobSpec
+from harness.launch.state import JobStatus, job_statuses
+from harness.plan import Job, Plan
+from harness.results import JobState
+
+EXECUTORS = ("debug", "local", "slurm")
+
+
+@dataclass
+class LaunchReport:
+    skipped_done: list[str] = field(default_factory=list)
+    skipped_running: list[str] = field(default_factory=list)
+    skipped_failed: list[str] = field(default_factory=list)  # failed before; not retried without --retry-failed
+    submitted: list[str] = field(default_factory=list)
+    outcome: dict[str, str] = field(default_factory=dict)  # debug/local: job id -> "done" or the error
+    slurm_records: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[str]:
+        return [k for k, v in self.outcome.items() if v != "done"]
+
+
+def study_dir_for(plan: Plan, results_root: Path) -> Path:
+    return results_root / plan.study.name
+
+
+def job_spec(job: Job, plan: Plan, study_dir: Path) -> JobSpec:
+    return JobSpec(job_id=job.id, stage=job.stage, config=job.config, coords=job.coords, study=plan.study.name,
+                   scale=plan.study.scale_name, study_dir=str(study_dir), upstream=job.upstream,
+                   device=plan.study.scale.device)
+
+
+def select(plan: Plan, statuses: dict[str, JobStatus], retry_failed: bool) -> tuple[list[Job], LaunchReport]:
+    report = LaunchReport()
+    chosen: list[Job] = []
+    chosen_ids: set[str] = set()
+    for job in plan.pretrain + plan.downstream:  # pre-training first: a downstream job looks at its upstream
+        st = statuses[job.id].state
+        if st == JobState.DONE:
+            report.skipped_done.append(job.id)
+        elif st == JobState.RUNNING:
+            report.skipped_running.append(job.id)
+        elif st == JobState.FAILED and not retry_failed:
+            report.skipped_failed.append(job.id)
+        elif st == JobState.DEPENDENCY_FAILED and not retry_failed and job.upstream not in chosen_ids:
+            report.skipped_failed.append(job.id)
+        elif job.upstream and statuses[job.upstream].state in (JobState.FAILED, JobState.DEPENDENCY_FAILED) \
+                and job.upstream not in chosen_ids:
+            report.skipped_failed.append(job.id)
+        else:
+            chosen.append(job)
+            chosen_ids.add(job.id)
+    return chosen, report
+
+
+def launch(plan: Plan, executor: str = "local", results_root: Path | None = None, retry_failed: bool = False,
+           dry_run: bool = False, max_parallel: int = 2, threads_per_job: int = 1, profile=None) -> LaunchReport:
+    if executor not in EXECUTORS:
+        raise HarnessError(f"unknown executor {executor!r} (choose from {', '.join(EXECUTORS)})")
+    unavailable = sorted({j.unavailable for j in plan.jobs if j.unavailable})
+    if unavailable:
+        raise HarnessError("this study cannot run yet: " + "; ".join(unavailable) +
+                           " (remove those methods from the study, or use a scale that does not list them)")
+    results_root = results_root or R.default_results_root()
+    study_dir = study_dir_for(plan, results_root)
+    statuses = job_statuses(plan.jobs, study_dir)
+    chosen, report = select(plan, statuses, retry_failed)
+    specs = [job_spec(j, plan, study_dir) for j in chosen]
+    report.submitted = [s.job_id for s in specs]
+    if dry_run and executor != "slurm":
+        return report
+    for s in specs:
+        s.job_dir.mkdir(parents=True, exist_ok=True)
+        if not dry_run:
+            (s.job_dir / R.FAILED).unlink(missing_ok=True)
+    if not specs:
+        return report
+    if executor == "debug":
+        from harness.launch.local import run_debug
+
+        report.outcome = run_debug(specs, set(report.skipped_done))
+    elif executor == "local":
+        from harness.launch.local import run_local
+
+        timeout = max(j.resources.timeout_min for j in chosen)
+        report.outcome = run_local(specs, set(report.skipped_done), max_parallel, threads_per_job, timeout)
+    else:
+        from harness.launch.profiles import load_profile
+        from harness.launch.slurm import submit_slurm
+
+        prof = profile if profile is not None and not isinstance(profile, str) else load_profile(profile)
+        running_upstream = {}
+        for jid in report.skipped_running:
+            sub = R.read_json(study_dir / jid / R.SUBMITTED) or {}
+            if sub.get("slurm_id"):
+                running_upstream[jid] = sub["slurm_id"]
+        folder = Path(prof.submitit_folder) / plan.study.name if prof.submitit_folder else study_dir / "submitit" / "slurm"
+        report.slurm_records = submit_slurm(
+            [s for s in specs if s.stage == "pretrain"], [s for s in specs if s.stage == "downstream"],
+            {"pretrain": plan.study.scale.resources.pretrain, "downstream": plan.study.scale.resources.downstream},
+            prof, running_upstream, folder, dry_run=dry_run)
+    return report

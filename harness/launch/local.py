@@ -1,0 +1,99 @@
+"""The debug (in-process) and local (subprocesses, concurrency limit) executors, through submitit.
+
+Both run a dependency-aware loop in the driver: a downstream job starts once its pre-training job is done;
+when a pre-training job fails, its downstream jobs are recorded as dependency-failed and the others go on.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from harness import results as R
+from harness.job import JobRunner, JobSpec
+
+
+def _mark_dependency_failed(spec: JobSpec, upstream: str) -> None:
+    R.atomic_write_json(spec.job_dir / R.FAILED, {"error": f"upstream job {upstream} failed", "dependency_failed": True,
+                                                 "log": str(Path(spec.study_dir) / upstream / R.LOG)})
+
+
+def _study_bar(total: int, done: int) -> tqdm:
+    return tqdm(total=total, initial=done, desc="study", unit="job", position=0, dynamic_ncols=True,
+                disable=os.environ.get("HARNESS_PROGRESS", "1") == "0")
+
+
+def run_debug(specs: list[JobSpec], already_done: set[str]) -> dict[str, str]:
+    """Run every spec in-process, in order (pre-training first). Returns ``{job_id: "done" | error}``."""
+    import submitit
+
+    outcome: dict[str, str] = {}
+    failed: set[str] = set()
+    executor = submitit.DebugExecutor(folder=os.path.join(specs[0].study_dir, "submitit", "debug") if specs else ".")
+    with _study_bar(len(specs), 0) as bar:
+        for spec in specs:
+            if spec.upstream in failed:
+                _mark_dependency_failed(spec, spec.upstream)
+                failed.add(spec.job_id)
+                outcome[spec.job_id] = f"dependency {spec.upstream} failed"
+            else:
+                try:
+                    executor.submit(JobRunner(), spec).result()
+                    outcome[spec.job_id] = "done"
+                except Exception as e:  # recorded in failed.json by run_job
+                    failed.add(spec.job_id)
+                    outcome[spec.job_id] = f"{type(e).__name__}: {e}"
+            bar.update()
+    return outcome
+
+
+def run_local(specs: list[JobSpec], already_done: set[str], max_parallel: int, threads_per_job: int,
+              timeout_min: int) -> dict[str, str]:
+    """Run specs as local subprocesses, at most ``max_parallel`` at a time; the driver waits for all of them."""
+    import submitit
+
+    outcome: dict[str, str] = {}
+    failed: set[str] = set()
+    done = set(already_done)
+    waiting = list(specs)
+    running: dict[str, object] = {}
+    folder = Path(specs[0].study_dir) / "submitit" / "local" / "%j" if specs else Path(".")
+    executor = submitit.LocalExecutor(folder=folder)
+    executor.update_parameters(timeout_min=timeout_min)
+    with _study_bar(len(specs), 0) as bar:
+        while waiting or running:
+            for spec in list(waiting):
+                if spec.upstream in failed:
+                    _mark_dependency_failed(spec, spec.upstream)
+                    failed.add(spec.job_id)
+                    outcome[spec.job_id] = f"dependency {spec.upstream} failed"
+                    waiting.remove(spec)
+                    bar.update()
+                elif len(running) < max_parallel and (spec.upstream is None or spec.upstream in done):
+                    os.environ["HARNESS_THREADS"] = str(threads_per_job)
+                    job = executor.submit(JobRunner(), spec)
+                    R.atomic_write_json(spec.job_dir / R.SUBMITTED, {
+                        "executor": "local", "pid": int(job.job_id), "submitted_at": time.time(),
+                        "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr)})
+                    running[spec.job_id] = job
+                    waiting.remove(spec)
+            for job_id, job in list(running.items()):
+                if not job.done():
+                    continue
+                del running[job_id]
+                bar.update()
+                try:
+                    job.result()
+                    done.add(job_id)
+                    outcome[job_id] = "done"
+                except Exception as e:
+                    failed.add(job_id)
+                    outcome[job_id] = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
+                    spec = next(s for s in specs if s.job_id == job_id)
+                    if not (spec.job_dir / R.FAILED).exists():  # died without a Python exception (killed, OOM)
+                        R.atomic_write_json(spec.job_dir / R.FAILED, {"error": outcome[job_id], "log": str(job.paths.stderr)})
+            time.sleep(0.2)
+    return outcome

@@ -1,0 +1,86 @@
+"""Job states: from the results folder, plus liveness of local processes and one batched ``sacct`` call for
+jobs submitted to SLURM (never one call per job)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import results as R
+from harness.plan import Job
+from harness.results import JobState
+
+SLURM_ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "RESIZING", "SUSPENDED", "CONFIGURING", "COMPLETING",
+                "REQUEUE_HOLD", "REQUEUE_FED", "SIGNALING", "STAGE_OUT", "STOPPED"}
+SLURM_FAILED = {"FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",
+                "DEADLINE", "REVOKED"}
+
+
+@dataclass
+class JobStatus:
+    state: JobState
+    detail: str = ""  # e.g. the SLURM state, or the error
+    log: str | None = None  # where to look when it failed
+
+
+def sacct_states(slurm_ids: list[str]) -> dict[str, tuple[str, str]]:
+    """``{slurm_id: (state, reason)}`` from one ``sacct`` call; empty when sacct is unavailable."""
+    if not slurm_ids or shutil.which("sacct") is None:
+        return {}
+    cmd = ["sacct", "-X", "-n", "-P", "-o", "JobID,State,Reason", "-j", ",".join(sorted(set(slurm_ids)))]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    if out.returncode != 0:
+        return {}
+    states: dict[str, tuple[str, str]] = {}
+    for line in out.stdout.splitlines():
+        parts = line.split("|")
+        if len(parts) >= 2:
+            states[parts[0]] = (parts[1].split()[0], parts[2] if len(parts) > 2 else "")
+    return states
+
+
+def job_statuses(jobs: list[Job], study_dir: Path, query_slurm: bool = True) -> dict[str, JobStatus]:
+    statuses: dict[str, JobStatus] = {}
+    in_slurm: dict[str, str] = {}
+    for job in jobs:
+        d = study_dir / job.id
+        state = R.local_job_state(d)
+        if state in (JobState.FAILED, JobState.DEPENDENCY_FAILED):
+            failed = R.read_json(d / R.FAILED) or {}
+            statuses[job.id] = JobStatus(state, failed.get("error", ""), failed.get("log") or str(d / R.LOG))
+            continue
+        if state != JobState.RUNNING:
+            statuses[job.id] = JobStatus(state)
+            continue
+        sub = R.read_json(d / R.SUBMITTED) or {}
+        if sub.get("executor") == "slurm" and sub.get("slurm_id"):
+            in_slurm[job.id] = sub["slurm_id"]
+            statuses[job.id] = JobStatus(JobState.RUNNING, "submitted")
+        elif sub.get("pid") and R.pid_alive(int(sub["pid"])):
+            statuses[job.id] = JobStatus(JobState.RUNNING, f"pid {sub['pid']}")
+        else:  # a local process that is gone without a result: it was killed; it will resume when re-run
+            statuses[job.id] = JobStatus(JobState.PENDING, "interrupted")
+    if in_slurm and query_slurm:
+        states = sacct_states(list(in_slurm.values()))
+        for job_id, slurm_id in in_slurm.items():
+            if slurm_id not in states:
+                continue
+            st, reason = states[slurm_id]
+            sub = R.read_json(study_dir / job_id / R.SUBMITTED) or {}
+            log = sub.get("stderr")
+            if st in SLURM_ACTIVE:
+                statuses[job_id] = JobStatus(JobState.RUNNING, f"slurm {slurm_id} {st}")
+            elif st == "CANCELLED" and "Dependency" in reason:
+                statuses[job_id] = JobStatus(JobState.DEPENDENCY_FAILED, f"slurm {slurm_id}: {reason}", log)
+            elif st in SLURM_FAILED:
+                statuses[job_id] = JobStatus(JobState.FAILED, f"slurm {slurm_id} {st}", log)
+            elif st == "COMPLETED":  # completed without metrics.json: re-read the folder (it may have just finished)
+                s2 = R.local_job_state(study_dir / job_id)
+                statuses[job_id] = JobStatus(s2 if s2 != JobState.RUNNING else JobState.FAILED,
+                                             f"slurm {slurm_id} {st}", log)
+    return statuses

@@ -1,0 +1,98 @@
+"""What a pre-training method is: a module that owns the shared encoder plus its own heads, a transform and a
+training step. The engine (``harness/engine.py``) does the rest: data order, optimiser, schedule, checkpoints.
+
+A method declares its hyper-parameter defaults per scale next to its code; a study overrides any of them in
+``pretrain.method_params.<method>``. The keys of ``OPTIM_DEFAULTS`` are read by the engine; everything else
+is the method's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from timm.models.vision_transformer import VisionTransformer
+
+from harness.models.vit import EncoderConfig, build_encoder
+from harness.registry import Registry
+
+OPTIM_DEFAULTS: dict[str, Any] = {
+    "batch_size": 64, "lr": 1.5e-3, "min_lr": 1e-6, "weight_decay": 0.05, "betas": [0.9, 0.999],
+    "warmup_epochs": 1, "clip_grad": None,
+}
+
+
+@dataclass
+class PretrainData:
+    """What a method may know about its pre-training data before training (e.g. to build a tokenizer)."""
+
+    dataset: object  # a torch Dataset of (PIL image, label) pairs: no transform applied
+    num_classes: int | None
+    cache_key: str  # identifies the exact images (the manifest's hash): key for caches such as vocabularies
+    cache_dir: Path
+
+
+class PretrainMethod(nn.Module):
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    uses_data: ClassVar[bool] = True  # False: no pre-training (random init); no data axis
+    uses_labels: ClassVar[bool] = False
+    # train-step FLOPs / one forward+backward of the encoder over all patches of the batch; used by `plan`
+    relative_cost: ClassVar[float] = 1.0
+    defaults: ClassVar[dict[str, dict[str, Any]]] = {"tiny": {}, "paper": {}}
+
+    def __init__(self, encoder_cfg: EncoderConfig, params: dict[str, Any], num_classes: int | None = None):
+        super().__init__()
+        self.encoder_cfg, self.params, self.num_classes = encoder_cfg, params, num_classes
+        self.encoder: VisionTransformer = build_encoder(encoder_cfg, drop_path_rate=params.get("drop_path", 0.0))
+
+    @classmethod
+    def resolved_params(cls, scale: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Optimiser defaults, then the method's defaults for ``scale`` (``paper`` for unknown scales), then the study's."""
+        params = dict(OPTIM_DEFAULTS)
+        params.update(cls.defaults.get(scale, cls.defaults.get("paper", {})))
+        unknown = set(overrides or {}) - set(params)
+        if unknown:
+            raise KeyError(f"method {cls.name!r} has no parameter(s) {sorted(unknown)}; known: {sorted(params)}")
+        params.update(overrides or {})
+        return params
+
+    def prepare(self, data: PretrainData) -> None:
+        """Called once before training with the pre-training data (e.g. build a tokenizer vocabulary)."""
+
+    def train_transform(self) -> Callable:
+        raise NotImplementedError
+
+    def collate_fn(self) -> Callable | None:
+        return None
+
+    def training_step(self, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def after_step(self, step: int, total_steps: int) -> None:
+        """Called after every optimiser step (e.g. EMA teacher update)."""
+
+    def exported_encoder(self) -> VisionTransformer:
+        """The encoder downstream tasks start from."""
+        return self.encoder
+
+    def optimized_module(self) -> nn.Module:
+        """What the optimiser updates (default: everything; a method with an EMA teacher excludes it)."""
+        return self
+
+
+METHODS: Registry[type[PretrainMethod]] = Registry("method")
+
+
+def register_method(name: str):
+    """Class decorator: ``@register_method("splitmask")`` makes the method usable from study files."""
+
+    def decorator(cls: type[PretrainMethod]) -> type[PretrainMethod]:
+        cls.name = name
+        return METHODS.register(name)(cls)
+
+    return decorator

@@ -1,0 +1,66 @@
+"""A tiny name -> object registry (in the spirit of timm's ``@register_model``) with did-you-mean errors."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+def did_you_mean(name: str, choices: list[str]) -> str | None:
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+    return close[0] if close else None
+
+
+class UnknownNameError(KeyError):
+    """An unknown registry name; the message lists the valid names and the closest one."""
+
+    def __init__(self, kind: str, name: str, choices: list[str], hint: str = ""):
+        self.kind, self.name, self.choices = kind, name, choices
+        guess = did_you_mean(name, choices)
+        msg = f"unknown {kind} {name!r}"
+        if guess:
+            msg += f"; did you mean {guess!r}?"
+        msg += f" (known: {', '.join(sorted(choices)) or 'none'})"
+        if hint:
+            msg += f". {hint}"
+        super().__init__(msg)
+
+    def __str__(self) -> str:  # KeyError quotes its message otherwise
+        return self.args[0]
+
+
+class Registry(Generic[T]):
+    """Maps stable string names (the public ids used in study files) to objects."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        def decorator(obj: T) -> T:
+            if name in self._entries and self._entries[name] is not obj:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._entries[name] = obj
+            return obj
+
+        return decorator
+
+    def get(self, name: str) -> T:
+        if name not in self._entries:
+            raise UnknownNameError(self.kind, name, self.names())
+        return self._entries[name]
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def items(self) -> list[tuple[str, T]]:
+        return [(n, self._entries[n]) for n in self.names()]

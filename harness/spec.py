@@ -1,0 +1,208 @@
+"""Study files: typed models, scale merging and validation with errors that name file, key and value.
+
+A study file has ``name``, ``description``, ``default_scale``, a ``common`` section and named ``scales``
+(``tiny``, ``paper``, ...). The chosen scale is ``common`` deep-merged with ``scales.<name>`` (mappings merge,
+lists and scalars replace). Names of methods, datasets, tasks and models are checked against the registries.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from harness.errors import ConfigError
+from harness.registry import did_you_mean
+
+# Methods the paper's protocol names; a study may list them before they are implemented, and `plan`
+# reports them as unavailable instead of failing.
+PAPER_METHODS = ("beit", "splitmask", "dino", "supervised", "mae", "none")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Resources(Strict):
+    """What one job asks the scheduler for; never part of a job's identity."""
+
+    nodes: int = Field(1, ge=1)
+    gpus_per_node: int = Field(0, ge=0)
+    tasks_per_node: int = Field(1, ge=1)
+    cpus_per_task: int = Field(1, ge=1)
+    mem_gb: float = Field(4, gt=0)
+    timeout_min: int = Field(60, ge=1)
+
+
+class StageResources(Strict):
+    pretrain: Resources = Resources()
+    downstream: Resources = Resources()
+
+
+class PretrainGrid(Strict):
+    methods: list[str] = Field(min_length=1)
+    datasets: list[str] = Field(min_length=1)
+    fractions: list[float] = Field(default=[1.0], min_length=1)
+    epochs: list[int] = Field(min_length=1)
+    schedule: Literal["fixed-updates", "fixed-epochs"] = "fixed-updates"
+    seeds: list[int] = Field(default=[0], min_length=1)
+    subset_seed: int = 0  # which images a fraction keeps; the same for every method and training seed
+    method_params: dict[str, dict[str, Any]] = {}
+
+    @field_validator("fractions")
+    @classmethod
+    def _fractions_in_range(cls, v: list[float]) -> list[float]:
+        for f in v:
+            if not 0.0 < f <= 1.0:
+                raise ValueError(f"fraction {f} is not in (0, 1]")
+        return v
+
+    @field_validator("epochs")
+    @classmethod
+    def _positive_epochs(cls, v: list[int]) -> list[int]:
+        if any(e <= 0 for e in v):
+            raise ValueError("epochs must be positive")
+        return v
+
+
+class Downstream(Strict):
+    task: str
+    dataset: str
+    params: dict[str, Any] = {}
+
+
+class Scale(Strict):
+    model: str | dict[str, Any]
+    pretrain: PretrainGrid
+    downstream: list[Downstream] = []
+    resources: StageResources = StageResources()
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class Study(BaseModel):
+    """A study at one scale, validated."""
+
+    name: str
+    description: str = ""
+    scale_name: str
+    scale: Scale
+    source: str  # the file it came from
+
+
+class StudyFile(Strict):
+    name: str
+    description: str = ""
+    default_scale: str = "tiny"
+    common: dict[str, Any] = {}
+    scales: dict[str, dict[str, Any]] = Field(min_length=1)
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for k, v in override.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _key_path(loc: tuple) -> str:
+    parts = []
+    for p in loc:
+        parts.append(f"[{p}]" if isinstance(p, int) else f".{p}")
+    return "".join(parts).lstrip(".")
+
+
+def _lookup(data: Any, loc: tuple) -> tuple[bool, Any]:
+    for p in loc:
+        try:
+            data = data[p]
+        except (KeyError, IndexError, TypeError):
+            return False, None
+    return True, data
+
+
+def _origin(raw: StudyFile, scale: str, loc: tuple) -> str:
+    """Where a merged key came from: the scale's own section if it sets it, else ``common``."""
+    found, _ = _lookup(raw.scales[scale], loc)
+    return f"scales.{scale}.{_key_path(loc)}" if found or not _lookup(raw.common, loc)[0] else f"common.{_key_path(loc)}"
+
+
+def _check_name(kind: str, name: str, known: list[str], path: str, key: str, planned: tuple[str, ...] = ()) -> None:
+    if name in known or name in planned:
+        return
+    guess = did_you_mean(name, known + list(planned))
+    hint = f"; did you mean {guess!r}?" if guess else ""
+    raise ConfigError(path, key, f"unknown {kind} {name!r}{hint} (known: {', '.join(sorted(known))})")
+
+
+def check_names(study: Study, raw: StudyFile) -> None:
+    from harness.data import DATASETS
+    from harness.methods import METHODS
+    from harness.models.vit import ENCODERS
+    from harness.tasks import TASKS
+
+    s, path, name = study.scale, study.source, study.scale_name
+    if isinstance(s.model, str):
+        _check_name("model", s.model, list(ENCODERS), path, _origin(raw, name, ("model",)))
+    for i, m in enumerate(s.pretrain.methods):
+        _check_name("method", m, METHODS.names(), path, _origin(raw, name, ("pretrain", "methods", i)), PAPER_METHODS)
+    for m in s.pretrain.method_params:
+        if m not in s.pretrain.methods:
+            raise ConfigError(path, _origin(raw, name, ("pretrain", "method_params", m)),
+                              f"parameters given for method {m!r}, which the grid does not list")
+    for i, d in enumerate(s.pretrain.datasets):
+        _check_name("dataset", d, DATASETS.names(), path, _origin(raw, name, ("pretrain", "datasets", i)))
+    for i, ds in enumerate(s.downstream):
+        _check_name("task", ds.task, TASKS.names(), path, _origin(raw, name, ("downstream", i, "task")))
+        _check_name("dataset", ds.dataset, DATASETS.names(), path, _origin(raw, name, ("downstream", i, "dataset")))
+
+
+def find_study_file(study: str | Path) -> Path:
+    """A path, or a study name resolved in ``studies/`` (``imagenet-fractions`` -> ``studies/imagenet_fractions.yaml``)."""
+    p = Path(study)
+    if p.suffix in (".yaml", ".yml"):
+        if not p.is_file():
+            raise ConfigError(str(p), "", "study file not found")
+        return p
+    folder = Path("studies")
+    candidates = [folder / f"{study}.yaml", folder / f"{str(study).replace('-', '_')}.yaml"]
+    for c in candidates:
+        if c.is_file():
+            return c
+    known = sorted(f.stem.replace("_", "-") for f in folder.glob("*.yaml")) if folder.is_dir() else []
+    guess = did_you_mean(str(study), known)
+    hint = f"; did you mean {guess!r}?" if guess else ""
+    raise ConfigError(str(study), "", f"no such study{hint} (known: {', '.join(known) or 'none'})")
+
+
+def load_study(study: str | Path, scale: str | None = None) -> Study:
+    path = find_study_file(study)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(str(path), "", f"not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), "", "a study file must be a mapping")
+    try:
+        raw = StudyFile.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        found, value = _lookup(data, err["loc"])
+        raise ConfigError(str(path), _key_path(err["loc"]), err["msg"], value if found else None) from None
+    scale = scale or raw.default_scale
+    if scale not in raw.scales:
+        guess = did_you_mean(scale, list(raw.scales))
+        hint = f"; did you mean {guess!r}?" if guess else ""
+        raise ConfigError(str(path), "scales", f"no scale {scale!r}{hint} (scales: {', '.join(raw.scales)})")
+    merged = deep_merge(raw.common, raw.scales[scale])
+    try:
+        scale_model = Scale.model_validate(merged)
+    except ValidationError as e:
+        err = e.errors()[0]
+        found, value = _lookup(merged, err["loc"])
+        key = _origin(raw, scale, err["loc"]) if err["loc"] else f"scales.{scale}"
+        raise ConfigError(str(path), key, err["msg"], value if found else None) from None
+    study_obj = Study(name=raw.name, description=raw.description, scale_name=scale, scale=scale_model, source=str(path))
+    check_names(study_obj, raw)
+    return study_obj

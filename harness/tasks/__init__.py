@@ -1,0 +1,12 @@
+"""Downstream tasks, one file each; importing this package registers every module in it."""
+
+import importlib
+import pkgutil
+
+from harness.tasks.base import TASKS, DownstreamTask, TaskContext, metric, register_task
+
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name not in ("base",) and not _module.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module.name}")
+
+__all__ = ["TASKS", "DownstreamTask", "TaskContext", "metric", "register_task"]

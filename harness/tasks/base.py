@@ -1,0 +1,68 @@
+"""What a downstream task is: given an encoder checkpoint (or none: random init) and a dataset, train what the
+task needs and return metric rows ``{name, value, split}`` in the shared schema."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from harness.models.vit import EncoderConfig
+from harness.registry import Registry
+
+
+@dataclass
+class TaskContext:
+    job_dir: Path
+    params: dict[str, Any]
+    encoder_cfg: EncoderConfig
+    encoder_path: Path | None  # None: start from random initialisation
+    dataset: str
+    seed: int
+    device: torch.device
+    scale: str
+
+    @property
+    def checkpoint_path(self) -> Path:
+        from harness.results import CHECKPOINT
+
+        return self.job_dir / CHECKPOINT
+
+
+def metric(name: str, value: float, split: str = "val") -> dict[str, Any]:
+    return {"name": name, "value": float(value), "split": split}
+
+
+class DownstreamTask:
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    dataset_kind: ClassVar[str] = "classification"
+    metric_names: ClassVar[tuple[str, ...]] = ()
+    # train-step FLOPs per image / one encoder forward+backward at the encoder's size; used by `plan`
+    relative_cost: ClassVar[float] = 1.0
+    defaults: ClassVar[dict[str, dict[str, Any]]] = {"tiny": {}, "paper": {}}
+
+    @classmethod
+    def resolved_params(cls, scale: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        params = dict(cls.defaults.get(scale, cls.defaults.get("paper", {})))
+        unknown = set(overrides or {}) - set(params)
+        if unknown:
+            raise KeyError(f"task {cls.name!r} has no parameter(s) {sorted(unknown)}; known: {sorted(params)}")
+        params.update(overrides or {})
+        return params
+
+    def run(self, ctx: TaskContext) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+
+TASKS: Registry[type[DownstreamTask]] = Registry("task")
+
+
+def register_task(name: str):
+    def decorator(cls: type[DownstreamTask]) -> type[DownstreamTask]:
+        cls.name = name
+        return TASKS.register(name)(cls)
+
+    return decorator
