@@ -37,6 +37,7 @@ class EncoderConfig:
 ENCODERS: dict[str, EncoderConfig] = {
     # CPU sizes for the tiny scale
     "vit-tiny-32": EncoderConfig(img_size=32, patch_size=4, embed_dim=96, depth=4, num_heads=3),
+    "vit-tiny-16": EncoderConfig(img_size=16, patch_size=4, embed_dim=96, depth=4, num_heads=3),
     "vit-tiny-64": EncoderConfig(img_size=64, patch_size=8, embed_dim=96, depth=4, num_heads=3),
     "vit-small-64": EncoderConfig(img_size=64, patch_size=8, embed_dim=192, depth=6, num_heads=3),
     # the paper's sizes
