@@ -1,0 +1,47 @@
+"""Where results came from: the jobs of a collected frame and each job's env.json (git commit, packages, host)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+JOB_COLUMNS = ["job_id", "stage", "method", "pretrain_dataset", "fraction", "epochs", "seed", "task", "task_dataset",
+               "upstream", "updates", "wall_time_s"]
+
+
+def jobs_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """One line per job present in the frame (pre-training jobs first), with its grid coordinates."""
+    jobs = frame.drop_duplicates("job_id")[JOB_COLUMNS]
+    return jobs.sort_values(["stage", "job_id"], key=lambda c: c.map({"pretrain": 0, "downstream": 1}) if c.name == "stage" else c)
+
+
+def read_env(study_dir: Path, job_id: str) -> dict:
+    try:
+        return json.loads((study_dir / job_id / "env.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def environments(study_dir: Path, job_ids) -> pd.DataFrame:
+    records = []
+    for job_id in job_ids:
+        env = read_env(study_dir, job_id)
+        git = env.get("git") or {}
+        packages = env.get("packages") or {}
+        records.append({"job_id": job_id, "git_commit": git.get("commit"), "git_dirty": git.get("dirty"),
+                        "host": env.get("host"), "python": env.get("python"),
+                        "packages": ", ".join(f"{k} {v}" for k, v in sorted(packages.items()) if v)})
+    return pd.DataFrame(records, columns=["job_id", "git_commit", "git_dirty", "host", "python", "packages"])
+
+
+def commit_label(row: pd.Series) -> str:
+    commit = row["git_commit"]
+    if not isinstance(commit, str) or not commit:
+        return "unknown"
+    return commit[:12] + ("+dirty" if row["git_dirty"] is True else "")
+
+
+def commits(envs: pd.DataFrame) -> dict[str, str]:
+    return {r["job_id"]: commit_label(r) for _, r in envs.iterrows()}
