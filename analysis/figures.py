@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
-from analysis.labels import fraction_label, method_key, method_name, primary_metrics  # noqa: E402
+from analysis.labels import METHOD_COLOURS, fraction_label, method_key, method_name, primary_metrics  # noqa: E402
 from analysis.tables import _varies, headline, method_row  # noqa: E402
 
 COLUMN_WIDTH_IN = 3.3
@@ -48,7 +48,8 @@ def line_figure(rows: pd.DataFrame, x: str, xlabel: str, ylabel: str, log_x: boo
     rows = rows.assign(line=_line_label(rows))
     with_data = rows[rows["pretrain_dataset"].notna()]
     order = _hue_order(rows, rows["line"])
-    colours = dict(zip(order, sns.color_palette("colorblind", len(order))))
+    spare = iter(sns.color_palette("colorblind", len(order)))
+    colours = {label: METHOD_COLOURS.get(m) or next(spare) for m, label in zip(rows["method"], rows["line"])}
     fig, ax = _new_axes()
     sns.lineplot(data=with_data, x=x, y="value", hue="line", hue_order=[o for o in order if o in set(with_data["line"])],
                  style="line", markers=True, dashes=False, errorbar="sd", err_style="bars", palette=colours, ax=ax)

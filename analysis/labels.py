@@ -7,6 +7,9 @@ import pandas as pd
 METHOD_NAMES = {"none": "random init", "supervised": "supervised", "dino": "DINO", "mae": "MAE", "beit": "BEiT",
                 "splitmask": "SplitMask"}
 METHOD_ORDER = list(METHOD_NAMES)
+# one colour per method in every figure (colour-blind-safe hues; SplitMask, the paper's method, in purple)
+METHOD_COLOURS = {"none": "#949494", "supervised": "#0173B2", "dino": "#DE8F05", "mae": "#CA9161", "beit": "#029E73",
+                  "splitmask": "#6A3D9A"}
 # the metric a task is judged by first; tables list every evaluation metric, figures and pivots these
 PRIMARY_METRICS = ("top1", "bbox_AP", "segm_AP", "mIoU")
 METRIC_ORDER = ("top1", "top5", "bbox_AP", "bbox_AP50", "bbox_AP75", "segm_AP", "segm_AP50", "segm_AP75", "mIoU",

@@ -45,3 +45,26 @@ def commit_label(row: pd.Series) -> str:
 
 def commits(envs: pd.DataFrame) -> dict[str, str]:
     return {r["job_id"]: commit_label(r) for _, r in envs.iterrows()}
+
+
+def read_spec_params(study_dir: Path, job_id: str) -> dict:
+    try:
+        spec = json.loads((study_dir / job_id / "spec.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return (spec.get("config") or {}).get("params") or {}
+
+
+def varying_params(study_dir: Path, jobs: pd.DataFrame) -> pd.Series:
+    """Per job, the method/task parameters (from spec.json) that differ between jobs of the same stage and kind,
+    e.g. the longer detection schedule of random init; empty where nothing differs or no spec.json is there."""
+    params = {j: read_spec_params(study_dir, j) for j in jobs["job_id"]}
+    kind = jobs["method"].where(jobs["stage"] == "pretrain", jobs["task"]).fillna("")
+    out = pd.Series("", index=jobs.index, dtype=object)
+    for _, group in jobs.groupby([jobs["stage"], kind]):
+        dicts = [params[j] for j in group["job_id"]]
+        keys = sorted({k for d in dicts for k in d})
+        varying = [k for k in keys if len({json.dumps(d.get(k), sort_keys=True, default=str) for d in dicts}) > 1]
+        for idx, d in zip(group.index, dicts):
+            out[idx] = ", ".join(f"{k}={d.get(k)}" for k in varying)
+    return out

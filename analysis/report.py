@@ -14,7 +14,7 @@ import pandas as pd
 from analysis.claims import evaluate_study, write_claims
 from analysis.figures import write_figures
 from analysis.html import write_page
-from analysis.provenance import commits, environments, jobs_frame
+from analysis.provenance import commits, environments, jobs_frame, varying_params
 from analysis.tables import study_tables, write_tables
 
 ALL = ("tables", "figures", "claims", "html")
@@ -32,6 +32,11 @@ def write_report(frame: pd.DataFrame, study_dir: Path, scale: str | None = None,
     for s in scales:
         written += _write_one(frame[frame["scale"] == s], study_dir, study_dir / "by-scale" / s, s, what)
     return written
+
+
+def _plan(frame: pd.DataFrame, study_dir: Path) -> pd.DataFrame:
+    jobs = jobs_frame(frame)
+    return jobs.assign(params_that_differ=varying_params(study_dir, jobs))
 
 
 def _write_one(frame: pd.DataFrame, study_dir: Path, out: Path, scale: str, what: tuple[str, ...]) -> list[Path]:
@@ -59,5 +64,5 @@ def _write_one(frame: pd.DataFrame, study_dir: Path, out: Path, scale: str, what
         if out == study_dir:
             links.update(collected)
         written.append(write_page(out / "report.html", study=study, scale=scale, tables=tables, figures=figures,
-                                  claims=results, jobs=jobs_frame(frame), envs=envs, links=links))
+                                  claims=results, jobs=_plan(frame, study_dir), envs=envs, links=links))
     return written

@@ -49,6 +49,10 @@ def test_html_page_is_offline_and_references_existing_files(tmp_path):
     (study_dir / job).mkdir(parents=True)
     (study_dir / job / "env.json").write_text(json.dumps({"git": {"commit": "0123456789abcdef", "dirty": True},
                                                           "host": "node7", "python": "3.11", "packages": {"torch": "2"}}))
+    for job_id in frame["job_id"].unique():  # the random init's longer detection schedule, as in studies/coco.yaml
+        epochs = 18 if "-none-" in job_id else 6
+        (study_dir / job_id).mkdir(parents=True, exist_ok=True)
+        (study_dir / job_id / "spec.json").write_text(json.dumps({"config": {"params": {"epochs": epochs, "lr": 1}}}))
     written = write_report(frame, study_dir, scale="tiny")
     page = study_dir / "report.html"
     assert page in written
@@ -60,6 +64,7 @@ def test_html_page_is_offline_and_references_existing_files(tmp_path):
     assert any(r.startswith("tables/") and r.endswith(".tex") for r in parser.refs)
     for ref in parser.refs:
         assert (study_dir / ref).is_file(), ref
+    assert "epochs=18" in text and "epochs=6" in text and "lr=1" not in text  # only parameters that differ
     assert "coco-splitmask-beats-beit-box" in text and "paper: +0.6" in text   # claims with verdicts
     assert job in text and "0123456789abcdef" in text and "node7" in text     # plan and provenance
     prov = (study_dir / "tables" / "summary-detection-synthetic-scenes.provenance.csv").read_text()
