@@ -39,6 +39,7 @@ def table_html(table: Table, files: dict[str, str]) -> str:
     body = "".join("<tr>" + "".join(f"<td>{_e(x)}</td>" for x in [r, *(table.text(r, c) for c in table.columns)]) + "</tr>"
                    for r in table.rows)
     links = " · ".join(f'<a href="{_e(href)}">{_e(name)}</a>' for name, href in files.items())
+    links += "".join(f"<br><b>warning:</b> {_e(w)}" for w in table.warnings)
     return (f"<h3>{_e(table.title)}</h3><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
             f'<p class="small">{links}</p>')
 
@@ -54,10 +55,13 @@ def claims_html(results: list[ClaimResult]) -> str:
                                for p in r.panels)
         ref = f"<br><i>{_e(r.reference_text)}</i>" if r.reference_text else ""
         rows.append(f'<tr class="{_verdict_class(r.verdict)}"><td><b>{_e(r.claim.id)}</b><br>{_e(r.claim.statement)}'
-                    f'<br><span class="small">{_e(r.claim.metric)}, {_e(r.claim.task)}; rule: {_e(r.claim.rule)}</span></td>'
+                    f'<br><span class="small">{_e(r.claim.metric)}, {_e(r.claim.task)}; kind: {_e(r.claim.kind)}</span></td>'
                     f"<td><b>{_e(r.verdict)}</b></td><td class=small>{measured}</td>"
                     f"<td class=small>{_e(r.claim.paper)}{ref}</td></tr>")
-    return ("<table><thead><tr><th>claim</th><th>verdict</th><th>measured</th><th>the paper</th></tr></thead>"
+    rules = {r.claim.kind: r.claim.rule for r in results}
+    legend = "".join(f"<li><b>{_e(k)}</b>: {_e(v)}</li>" for k, v in sorted(rules.items()))
+    return (f"<p class=small>Verdict rules (A, B: the cells a claim compares):</p><ul class=small>{legend}</ul>"
+            "<table><thead><tr><th>claim</th><th>verdict</th><th>measured</th><th>the paper</th></tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 

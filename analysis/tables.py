@@ -39,6 +39,7 @@ class Table:
     rows: list[str]
     columns: list[str]
     cells: dict[tuple[str, str], Sample] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def decimals(self) -> int:
@@ -66,7 +67,10 @@ def build(rows: pd.DataFrame, row_of: Callable[[pd.Series], str], column_of: Cal
                            "row_key": rows.apply(row_sort, axis=1), "column_key": rows.apply(column_sort, axis=1)})
     table = Table(rows=_ordered(labels, "row"), columns=_ordered(labels, "column"), **meta)
     for (r, c), idx in labels.groupby(["row", "column"]).groups.items():
-        table.cells[(r, c)] = Sample.from_rows(rows.loc[idx].sort_values("seed"))
+        cell = rows.loc[idx].sort_values("seed")
+        table.cells[(r, c)] = Sample.from_rows(cell)
+        if cell["seed"].duplicated().any():  # e.g. two downstream entries that differ only in their parameters
+            table.warnings.append(f"cell ({r}, {c}) pools several results of one seed: {' '.join(cell['job_id'])}")
     return table
 
 
@@ -238,7 +242,8 @@ def write_table(table: Table, frame: pd.DataFrame, out_dir: Path, commits: dict[
     paths = [stem.with_suffix(".csv"), stem.with_suffix(".md"), stem.with_suffix(".tex"),
              stem.parent / f"{stem.name}.provenance.csv"]
     table.text_frame().to_csv(paths[0])
-    paths[1].write_text(f"### {table.title}\n\n{to_markdown(table)}\n")
+    notes = "".join(f"\n> warning: {w}\n" for w in table.warnings)
+    paths[1].write_text(f"### {table.title}\n\n{to_markdown(table)}\n{notes}")
     paths[2].write_text(to_latex(table))
     provenance_frame(table, frame, commits).to_csv(paths[3], index=False)
     return paths

@@ -114,3 +114,15 @@ def test_training_losses_and_pretraining_rows_stay_out_of_tables():
     pre = f.iloc[[0]].assign(stage="pretrain", metric="pretrain_loss", split="train", task=None, task_dataset=None)
     tables = study_tables(pd.concat([f, pre], ignore_index=True))
     assert [t.columns for t in tables] == [["top1"]]
+
+
+def test_cells_pooling_one_seed_twice_are_flagged(tmp_path):
+    b = FrameBuilder("coco")
+    b.add("none", None, "detection", "synthetic-scenes", {"bbox_AP": 20.0})
+    b.add("none", None, "detection", "synthetic-scenes", {"bbox_AP": 22.0})  # same coordinates, same seed
+    frame = b.frame()
+    frame.loc[1, "job_id"] += "-other-schedule"
+    (t,) = study_tables(frame)
+    assert t.warnings and "-other-schedule" in t.warnings[0]
+    write_tables(frame, tmp_path)
+    assert "warning" in (tmp_path / "summary-detection-synthetic-scenes.md").read_text()
