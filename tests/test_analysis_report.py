@@ -81,3 +81,13 @@ def test_scales_are_never_pooled(tmp_path):
 def test_analysis_imports_no_torch():
     code = "import sys, analysis.report, analysis.claims, analysis.figures; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1]).returncode == 0
+
+
+def test_report_of_a_study_without_results(tmp_path):
+    from harness.collect import COLUMNS
+    import pandas as pd
+
+    written = write_report(pd.DataFrame(columns=COLUMNS), tmp_path / "coco")
+    assert tmp_path / "coco" / "report.html" in written
+    claims = pd.read_csv(tmp_path / "coco" / "claims.csv")
+    assert len(claims) > 0 and set(claims["verdict"]) == {"not enough data"}
