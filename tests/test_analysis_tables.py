@@ -77,6 +77,9 @@ def test_markdown_and_latex_render_every_cell():
     body = tex[tex.index(r"\midrule"):tex.index(r"\bottomrule")].splitlines()[1:]
     assert len(body) == len(t.rows) and all(line.count("&") == len(t.columns) and line.endswith(r"\\") for line in body)
     assert r"10\%" in tex and r"$\pm$" in tex and "±" not in tex
+    unescaped = re.sub(r"\\[{}]", "", tex)
+    assert unescaped.count("{") == unescaped.count("}") and tex.count("$") % 2 == 0
+    assert tex.count(r"\begin{") == tex.count(r"\end{") == 2
     # no unescaped % (a LaTeX comment) except the leading package note, no unescaped _
     for line in tex.splitlines()[1:]:
         assert not re.search(r"(?<!\\)%", line), line
@@ -126,3 +129,12 @@ def test_cells_pooling_one_seed_twice_are_flagged(tmp_path):
     assert t.warnings and "-other-schedule" in t.warnings[0]
     write_tables(frame, tmp_path)
     assert "warning" in (tmp_path / "summary-detection-synthetic-scenes.md").read_text()
+
+
+def test_latex_escapes_names_with_underscores():
+    b = FrameBuilder("x")
+    b.add_seeds("beit", "domainnet_sketch", "linear_probe", "domainnet_sketch", "top1", [50.0, 51.0])
+    b.add_seeds("beit", "imagenet", "linear_probe", "domainnet_sketch", "top1", [52.0, 53.0])
+    tex = to_latex(_by_stem(b.frame())["data-x-method-linear_probe-domainnet_sketch-top1"])
+    assert r"linear\_probe" in tex and r"domainnet\_sketch & " in tex
+    assert r"\label{tab:data-x-method-linear-probe-domainnet-sketch-top1}" in tex
