@@ -83,7 +83,7 @@ class Claim(Strict):
 
     @property
     def rule(self) -> str:
-        n = f"with at least {MIN_SEEDS} seeds per cell"
+        n = f"with at least {MIN_SEEDS} seeds per cell and some spread over them"
         if self.kind == "no_worse":
             return (f"d = mean(A) - mean(B); holds if d >= -{K_SE:g} SE, does not hold if d < -{K_SE:g} SE ({n}; "
                     f"SE = sqrt(s_A^2/n_A + s_B^2/n_B))")
@@ -138,6 +138,8 @@ class ClaimResult:
 def _decide(kind: str, d: float, se: float, samples: list[Sample]) -> tuple[str, str]:
     if not enough(*samples):
         return UNKNOWN, f"needs >= {MIN_SEEDS} seeds per cell, has n = {', '.join(str(s.n) for s in samples)}"
+    if se == 0:  # identical values over seeds: the seed varies nothing, so there is no measure of the noise
+        return UNKNOWN, f"d = {d:+.3g} with no spread over seeds (do the seeds vary anything?)"
     margin = f"d = {d:+.3g}, {K_SE:g} SE = {K_SE * se:.3g}"
     if kind == "no_worse":
         return (HOLDS, f"{margin}: not significantly worse") if d >= -K_SE * se else (FAILS, f"{margin}: significantly worse")

@@ -35,7 +35,8 @@ NO_WORSE = _claim(kind="no_worse", a={"method": "splitmask", "pretrain_dataset":
 @pytest.mark.parametrize("a, b, verdict", [
     ([30.0, 30.2, 30.4], [29.0, 29.2, 29.4], HOLDS),          # +1 with SE 0.16
     ([29.0, 29.2, 29.4], [30.0, 30.2, 30.4], FAILS),          # the other way round
-    ([30.0, 30.0], [30.0, 30.0], FAILS),                      # equal: no evidence it beats
+    ([30.0, 30.1], [30.0, 30.1], FAILS),                      # equal: no evidence it beats
+    ([30.0, 30.0], [29.0, 29.0], UNKNOWN),                    # no spread over seeds: no measure of the noise
     ([30.0, 31.0, 29.5], [29.9, 30.5, 29.6], UNKNOWN),         # right direction, inside 2 SE
     ([31.0], [29.0], UNKNOWN),                                # one seed: no spread, not enough data
 ])
