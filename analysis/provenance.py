@@ -12,8 +12,14 @@ JOB_COLUMNS = ["job_id", "stage", "method", "pretrain_dataset", "fraction", "epo
 
 
 def jobs_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """One line per job present in the frame (pre-training jobs first), with its grid coordinates."""
+    """One line per job present in the frame (pre-training jobs first), with its grid coordinates; a pre-training
+    job that reports no metric (random init) is listed through the downstream jobs that name it as upstream."""
     jobs = frame.drop_duplicates("job_id")[JOB_COLUMNS]
+    down = jobs[(jobs["stage"] == "downstream") & jobs["upstream"].notna() & ~jobs["upstream"].isin(jobs["job_id"])]
+    if len(down):
+        silent = down.drop_duplicates("upstream").assign(job_id=lambda d: d["upstream"], stage="pretrain", task=None,
+                                                          task_dataset=None, upstream=None, updates=None, wall_time_s=None)
+        jobs = pd.concat([jobs, silent[JOB_COLUMNS]], ignore_index=True)
     return jobs.sort_values(["stage", "job_id"], key=lambda c: c.map({"pretrain": 0, "downstream": 1}) if c.name == "stage" else c)
 
 

@@ -34,15 +34,15 @@ def write_report(frame: pd.DataFrame, study_dir: Path, scale: str | None = None,
     return written
 
 
-def _plan(frame: pd.DataFrame, study_dir: Path) -> pd.DataFrame:
-    jobs = jobs_frame(frame)
+def _plan(jobs: pd.DataFrame, study_dir: Path) -> pd.DataFrame:
     return jobs.assign(params_that_differ=varying_params(study_dir, jobs))
 
 
 def _write_one(frame: pd.DataFrame, study_dir: Path, out: Path, scale: str, what: tuple[str, ...]) -> list[Path]:
     study = str(frame["study"].iloc[0]) if len(frame) else study_dir.name
     out.mkdir(parents=True, exist_ok=True)
-    envs = environments(study_dir, frame["job_id"].drop_duplicates())
+    jobs = jobs_frame(frame)
+    envs = environments(study_dir, jobs["job_id"])
     job_commits = commits(envs)
     written: list[Path] = []
     if "tables" in what:
@@ -64,5 +64,5 @@ def _write_one(frame: pd.DataFrame, study_dir: Path, out: Path, scale: str, what
         if out == study_dir:
             links.update(collected)
         written.append(write_page(out / "report.html", study=study, scale=scale, tables=tables, figures=figures,
-                                  claims=results, jobs=_plan(frame, study_dir), envs=envs, links=links))
+                                  claims=results, jobs=_plan(jobs, study_dir), envs=envs, links=links))
     return written

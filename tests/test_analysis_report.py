@@ -67,6 +67,7 @@ def test_html_page_is_offline_and_references_existing_files(tmp_path):
     assert "epochs=18" in text and "epochs=6" in text and "lr=1" not in text  # only parameters that differ
     assert "coco-splitmask-beats-beit-box" in text and "paper: +0.6" in text   # claims with verdicts
     assert job in text and "0123456789abcdef" in text and "node7" in text     # plan and provenance
+    assert all(f"<td>{up}</td><td>pretrain</td>" in text for up in frame["upstream"].unique())  # silent pre-training jobs
     prov = (study_dir / "tables" / "summary-detection-synthetic-scenes.provenance.csv").read_text()
     assert "0123456789ab+dirty" in prov
 
