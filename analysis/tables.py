@@ -26,9 +26,13 @@ SEEDS_NOTE = "mean ± std over seeds (number of seeds)"
 
 
 def headline(frame: pd.DataFrame) -> pd.DataFrame:
-    """The downstream metrics worth a table: evaluation splits, no losses."""
+    """The downstream metrics worth a table: evaluation splits, no losses. A metric reported on several evaluation
+    splits (e.g. val and test) is named ``metric@split`` so that splits are never averaged together."""
     f = frame[(frame["stage"] == "downstream") & (frame["split"] != "train") & ~frame["metric"].str.endswith("loss")]
-    return f.copy()
+    f = f.copy()
+    splits = f.groupby(["task", "metric"])["split"].transform("nunique")
+    f.loc[splits > 1, "metric"] = f["metric"] + "@" + f["split"].astype(str)
+    return f
 
 
 @dataclass

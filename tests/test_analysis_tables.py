@@ -138,3 +138,13 @@ def test_latex_escapes_names_with_underscores():
     tex = to_latex(_by_stem(b.frame())["data-x-method-linear_probe-domainnet_sketch-top1"])
     assert r"linear\_probe" in tex and r"domainnet\_sketch & " in tex
     assert r"\label{tab:data-x-method-linear-probe-domainnet-sketch-top1}" in tex
+
+
+def test_evaluation_splits_are_never_averaged():
+    b = FrameBuilder("x")
+    b.add_seeds("beit", "imagenet", "finetune", "imagenet", "top1", [50.0, 52.0])
+    f = b.frame()
+    test_split = f.assign(split="test", value=f["value"] + 10)
+    (t,) = study_tables(pd.concat([f, test_split], ignore_index=True))
+    assert t.columns == ["top1@test", "top1@val"] or t.columns == ["top1@val", "top1@test"]
+    assert t.text(t.rows[0], "top1@val") == "51.00 ± 1.41 (2)" and t.text(t.rows[0], "top1@test") == "61.00 ± 1.41 (2)"
