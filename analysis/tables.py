@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.labels import (CLASSIFICATION_TASKS, NO_DATA, epochs_label, fraction_label, method_key, method_name,
+from analysis.labels import (CLASSIFICATION_TASKS, epochs_label, fraction_label, method_key, method_name,
                              metric_key, primary_metrics)
 from analysis.stats import Sample
 
