@@ -8,7 +8,7 @@ METHOD_NAMES = {"none": "random init", "supervised": "supervised", "dino": "DINO
                 "splitmask": "SplitMask"}
 METHOD_ORDER = list(METHOD_NAMES)
 # one colour per method in every figure (colour-blind-safe hues; SplitMask, the paper's method, in purple)
-METHOD_COLOURS = {"none": "#949494", "supervised": "#0173B2", "dino": "#DE8F05", "mae": "#CA9161", "beit": "#029E73",
+METHOD_COLOURS = {"none": "#949494", "supervised": "#0173B2", "dino": "#DE8F05", "mae": "#CC78BC", "beit": "#029E73",
                   "splitmask": "#6A3D9A"}
 # the metric a task is judged by first; tables list every evaluation metric, figures and pivots these
 PRIMARY_METRICS = ("top1", "bbox_AP", "segm_AP", "mIoU")
