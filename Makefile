@@ -10,7 +10,7 @@ EXECUTOR ?= local
 SCALE ?= tiny
 STUDY_ARGS ?=
 
-.PHONY: venv test study-imagenet-fractions tables figures report slurm-up slurm-down slurm-status clean-results
+.PHONY: venv test study-imagenet-fractions tables figures report reports slurm-up slurm-down slurm-status clean-results
 
 $(STAMP): pyproject.toml requirements/lock.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ figures: $(STAMP)
 	$(PY) -m harness.cli report $(STUDY) --only figures
 report: $(STAMP)
 	$(PY) -m harness.cli report $(STUDY)
+PAPER_STUDIES := imagenet-fractions coco ade20k small-datasets small-datasets-mask75 long-schedule
+reports: $(STAMP)  # every study's tables, figures, claims and report.html from stored results
+	set -e; for s in $(PAPER_STUDIES); do $(PY) -m harness.cli report $$s; done
 
 slurm-up:
 	bash .ci/slurm.sh up

@@ -1,4 +1,9 @@
-"""``harness report``: tables and figures of one study from its stored results alone."""
+"""``harness report``: tables, figures, the paper's claims and one HTML page per study, from stored results alone.
+
+Outputs under ``results/<study>/``: ``tables/`` (Markdown, LaTeX, CSV, provenance CSV), ``figures/`` (PNG, PDF),
+``claims.{md,csv,json}`` and ``report.html``. A frame holding several scales is never pooled: each scale then
+gets its own ``by-scale/<scale>/`` folder.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +11,58 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.claims import evaluate_study, write_claims
 from analysis.figures import write_figures
-from analysis.tables import write_tables
+from analysis.html import write_page
+from analysis.provenance import commits, environments, jobs_frame, varying_params
+from analysis.tables import study_tables, write_tables
+
+ALL = ("tables", "figures", "claims", "html")
 
 
-def write_report(frame: pd.DataFrame, study_dir: Path, scale: str | None = None, what: tuple[str, ...] = ("tables", "figures")) -> list[Path]:
+def write_report(frame: pd.DataFrame, study_dir: Path, scale: str | None = None,
+                 what: tuple[str, ...] | None = None) -> list[Path]:
+    what = ALL if what is None else what
     if scale is not None:
-        frame = frame[frame["scale"] == scale]
+        return _write_one(frame[frame["scale"] == scale], study_dir, study_dir, scale, what)
+    scales = sorted(frame["scale"].dropna().unique())
+    if len(scales) <= 1:
+        return _write_one(frame, study_dir, study_dir, scales[0] if scales else "-", what)
+    written: list[Path] = []
+    for s in scales:
+        written += _write_one(frame[frame["scale"] == s], study_dir, study_dir / "by-scale" / s, s, what)
+    return written
+
+
+def _plan(jobs: pd.DataFrame, study_dir: Path) -> pd.DataFrame:
+    return jobs.assign(params_that_differ=varying_params(study_dir, jobs))
+
+
+def _write_one(frame: pd.DataFrame, study_dir: Path, out: Path, scale: str, what: tuple[str, ...]) -> list[Path]:
+    study = str(frame["study"].iloc[0]) if len(frame) else study_dir.name
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = jobs_frame(frame)
+    envs = environments(study_dir, jobs["job_id"])
+    job_commits = commits(envs)
     written: list[Path] = []
     if "tables" in what:
-        written += write_tables(frame, study_dir / "tables")
+        written += write_tables(frame, out / "tables", job_commits)
     if "figures" in what:
-        written += write_figures(frame, study_dir / "figures")
+        written += write_figures(frame, out / "figures")
+    results = evaluate_study(frame, study) if {"claims", "html"} & set(what) else []
+    if "claims" in what:
+        written += write_claims(results, out)
+    if "html" in what:
+        tables = []
+        for t in study_tables(frame):
+            files = {ext: f"tables/{t.stem}.{ext}" for ext in ("md", "tex", "csv")}
+            files["provenance"] = f"tables/{t.stem}.provenance.csv"
+            tables.append((t, {k: v for k, v in files.items() if (out / v).exists()}))
+        figures = sorted((out / "figures").glob("*.png")) if (out / "figures").is_dir() else []
+        links = {n: n for n in ("claims.md", "claims.csv") if (out / n).exists()}
+        collected = {f"collected.{e}": f"collected.{e}" for e in ("csv", "parquet") if (study_dir / f"collected.{e}").exists()}
+        if out == study_dir:
+            links.update(collected)
+        written.append(write_page(out / "report.html", study=study, scale=scale, tables=tables, figures=figures,
+                                  claims=results, jobs=_plan(jobs, study_dir), envs=envs, links=links))
     return written

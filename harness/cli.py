@@ -136,7 +136,7 @@ def cmd_report(args) -> int:
     name = yaml.safe_load(find_study_file(args.study).read_text())["name"]
     study_dir = _results_root(args) / name
     frame = load_collected(study_dir) if not args.recollect else __import__("harness.collect", fromlist=["collect"]).collect(study_dir)
-    what = tuple(args.only) if args.only else ("tables", "figures")
+    what = tuple(args.only) if args.only else None  # None: tables, figures, claims and the HTML page
     written = write_report(frame, study_dir, scale=args.scale, what=what)
     for p in written:
         print(p)
@@ -194,8 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(fn=cmd_run)
     study_cmd("status", "state of every job, by study cell and stage (one batched sacct call)").set_defaults(fn=cmd_status)
     study_cmd("collect", "gather complete jobs into results/<study>/collected.{csv,parquet}").set_defaults(fn=cmd_collect)
-    rp = study_cmd("report", "write tables and figures from stored results (runs nothing)")
-    rp.add_argument("--only", nargs="*", choices=["tables", "figures"])
+    rp = study_cmd("report", "write tables, figures, claims and report.html from stored results (runs nothing)")
+    rp.add_argument("--only", nargs="*", choices=["tables", "figures", "claims", "html"])
     rp.add_argument("--recollect", action="store_true", help="re-read the job folders first")
     rp.set_defaults(fn=cmd_report)
     sub.add_parser("methods", help="list pre-training methods and their defaults").set_defaults(fn=cmd_methods)

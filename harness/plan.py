@@ -107,7 +107,7 @@ def pretrain_jobs(study: Study) -> list[Job]:
             raise ConfigError(study.source, f"pretrain.method_params.{method}", str(e.args[0])) from None
         unavailable = "" if cls else f"method {method!r} is not implemented in this version of the harness"
         uses_data = cls.uses_data if cls else True
-        for dataset in grid.datasets if uses_data else [None]:
+        for dataset in grid.method_datasets.get(method, grid.datasets) if uses_data else [None]:
             for fraction in grid.fractions if uses_data else [None]:
                 for epochs in grid.epochs if uses_data else [None]:
                     for seed in grid.seeds:
@@ -125,7 +125,8 @@ def pretrain_jobs(study: Study) -> list[Job]:
                             config["data"] = {"dataset": dataset, "split": "train", "fraction": fraction,
                                               "subset_seed": grid.subset_seed, "manifest": manifest.content_hash,
                                               "images": len(manifest)}
-                            config["schedule"] = _schedule(len(index), len(manifest), params.get("batch_size", 64),
+                            reference = get_index(grid.updates_reference, "train") if grid.updates_reference else index
+                            config["schedule"] = _schedule(len(reference), len(manifest), params.get("batch_size", 64),
                                                            epochs, grid.schedule, params.get("warmup_epochs", 0))
                         coords = {"method": method, "pretrain_dataset": dataset, "fraction": fraction,
                                   "epochs": epochs, "seed": seed, "task": None, "task_dataset": None}
@@ -133,6 +134,14 @@ def pretrain_jobs(study: Study) -> list[Job]:
                         jobs[job_id] = Job(job_id, "pretrain", config, coords, s.resources.pretrain,
                                            unavailable=unavailable)
     return list(jobs.values())
+
+
+def applies(entry, pre: Job) -> bool:
+    """Whether a downstream entry's method / pre-training-data filters keep this upstream job."""
+    method, data = pre.coords["method"], pre.coords["pretrain_dataset"]
+    if entry.methods is not None and method not in entry.methods:
+        return False
+    return entry.pretrain_datasets is None or data is None or data in entry.pretrain_datasets
 
 
 def downstream_jobs(study: Study, upstream: list[Job]) -> list[Job]:
@@ -143,6 +152,8 @@ def downstream_jobs(study: Study, upstream: list[Job]) -> list[Job]:
     jobs = []
     for pre in upstream:
         for i, entry in enumerate(s.downstream):
+            if not applies(entry, pre):
+                continue
             cls = TASKS.get(entry.task)
             try:
                 params = cls.resolved_params(study.scale_name, entry.params)

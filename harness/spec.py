@@ -50,6 +50,11 @@ class PretrainGrid(Strict):
     seeds: list[int] = Field(default=[0], min_length=1)
     subset_seed: int = 0  # which images a fraction keeps; the same for every method and training seed
     method_params: dict[str, dict[str, Any]] = {}
+    # restrict a method to some of the grid's datasets (e.g. supervised only where there are image labels)
+    method_datasets: dict[str, list[str]] = {}
+    # fixed-updates: an epoch is one pass over this dataset (e.g. imagenet), so that pre-training on a smaller
+    # set gets the updates of `epochs` epochs on it; None: each dataset's own full size
+    updates_reference: str | None = None
 
     @field_validator("fractions")
     @classmethod
@@ -71,6 +76,10 @@ class Downstream(Strict):
     task: str
     dataset: str
     params: dict[str, Any] = {}
+    # apply this entry only to upstream jobs of these methods / pre-trained on these datasets (None: all);
+    # a job without pre-training data (random init) passes the dataset filter
+    methods: list[str] | None = None
+    pretrain_datasets: list[str] | None = None
 
 
 class Scale(Strict):
@@ -153,9 +162,27 @@ def check_names(study: Study, raw: StudyFile) -> None:
                               f"parameters given for method {m!r}, which the grid does not list")
     for i, d in enumerate(s.pretrain.datasets):
         _check_name("dataset", d, DATASETS.names(), path, _origin(raw, name, ("pretrain", "datasets", i)))
+    _check_subsets(s, path, lambda loc: _origin(raw, name, loc))
+    if s.pretrain.updates_reference is not None:
+        _check_name("dataset", s.pretrain.updates_reference, DATASETS.names(), path,
+                    _origin(raw, name, ("pretrain", "updates_reference")))
     for i, ds in enumerate(s.downstream):
         _check_name("task", ds.task, TASKS.names(), path, _origin(raw, name, ("downstream", i, "task")))
         _check_name("dataset", ds.dataset, DATASETS.names(), path, _origin(raw, name, ("downstream", i, "dataset")))
+
+
+def _check_subsets(s: Scale, path: str, origin) -> None:
+    """Filters (method_datasets, downstream methods / pretrain_datasets) may only name what the grid lists."""
+    grid = s.pretrain
+    checks = [(("pretrain", "method_datasets"), grid.method_datasets.keys(), grid.methods, "method")]
+    checks += [(("pretrain", "method_datasets", m), ds, grid.datasets, "dataset") for m, ds in grid.method_datasets.items()]
+    for i, entry in enumerate(s.downstream):
+        checks.append((("downstream", i, "methods"), entry.methods or [], grid.methods, "method"))
+        checks.append((("downstream", i, "pretrain_datasets"), entry.pretrain_datasets or [], grid.datasets, "dataset"))
+    for loc, names, allowed, kind in checks:
+        for n in names:
+            if n not in allowed:
+                raise ConfigError(path, origin(loc), f"{kind} {n!r} is not in the grid's {kind}s ({', '.join(allowed)})")
 
 
 def find_study_file(study: str | Path) -> Path:

@@ -1,0 +1,76 @@
+"""Where results came from: the jobs of a collected frame and each job's env.json (git commit, packages, host)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+JOB_COLUMNS = ["job_id", "stage", "method", "pretrain_dataset", "fraction", "epochs", "seed", "task", "task_dataset",
+               "upstream", "updates", "wall_time_s"]
+
+
+def jobs_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """One line per job present in the frame (pre-training jobs first), with its grid coordinates; a pre-training
+    job that reports no metric (random init) is listed through the downstream jobs that name it as upstream."""
+    jobs = frame.drop_duplicates("job_id")[JOB_COLUMNS]
+    down = jobs[(jobs["stage"] == "downstream") & jobs["upstream"].notna() & ~jobs["upstream"].isin(jobs["job_id"])]
+    if len(down):
+        silent = down.drop_duplicates("upstream").assign(job_id=lambda d: d["upstream"], stage="pretrain", task=None,
+                                                          task_dataset=None, upstream=None, updates=None, wall_time_s=None)
+        jobs = pd.concat([jobs, silent[JOB_COLUMNS]], ignore_index=True)
+    return jobs.sort_values(["stage", "job_id"], key=lambda c: c.map({"pretrain": 0, "downstream": 1}) if c.name == "stage" else c)
+
+
+def read_env(study_dir: Path, job_id: str) -> dict:
+    try:
+        return json.loads((study_dir / job_id / "env.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def environments(study_dir: Path, job_ids) -> pd.DataFrame:
+    records = []
+    for job_id in job_ids:
+        env = read_env(study_dir, job_id)
+        git = env.get("git") or {}
+        packages = env.get("packages") or {}
+        records.append({"job_id": job_id, "git_commit": git.get("commit"), "git_dirty": git.get("dirty"),
+                        "host": env.get("host"), "python": env.get("python"),
+                        "packages": ", ".join(f"{k} {v}" for k, v in sorted(packages.items()) if v)})
+    return pd.DataFrame(records, columns=["job_id", "git_commit", "git_dirty", "host", "python", "packages"])
+
+
+def commit_label(row: pd.Series) -> str:
+    commit = row["git_commit"]
+    if not isinstance(commit, str) or not commit:
+        return "unknown"
+    return commit[:12] + ("+dirty" if row["git_dirty"] is True else "")
+
+
+def commits(envs: pd.DataFrame) -> dict[str, str]:
+    return {r["job_id"]: commit_label(r) for _, r in envs.iterrows()}
+
+
+def read_spec_params(study_dir: Path, job_id: str) -> dict:
+    try:
+        spec = json.loads((study_dir / job_id / "spec.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return (spec.get("config") or {}).get("params") or {}
+
+
+def varying_params(study_dir: Path, jobs: pd.DataFrame) -> pd.Series:
+    """Per job, the method/task parameters (from spec.json) that differ between jobs of the same stage and kind,
+    e.g. the longer detection schedule of random init; empty where nothing differs or no spec.json is there."""
+    params = {j: read_spec_params(study_dir, j) for j in jobs["job_id"]}
+    kind = jobs["method"].where(jobs["stage"] == "pretrain", jobs["task"]).fillna("")
+    out = pd.Series("", index=jobs.index, dtype=object)
+    for _, group in jobs.groupby([jobs["stage"], kind]):
+        dicts = [params[j] for j in group["job_id"]]
+        keys = sorted({k for d in dicts for k in d})
+        varying = [k for k in keys if len({json.dumps(d.get(k), sort_keys=True, default=str) for d in dicts}) > 1]
+        for idx, d in zip(group.index, dicts):
+            out[idx] = ", ".join(f"{k}={d.get(k)}" for k in varying)
+    return out
