@@ -8,8 +8,6 @@ from torch import nn
 
 from harness.methods.base import PretrainMethod, register_method
 from harness.transforms import train_transform
-import os
-POOL = os.environ.get("POOL", "token")
 
 
 @register_method("supervised")
@@ -33,8 +31,7 @@ class Supervised(PretrainMethod):
 
     def training_step(self, batch):
         images, labels = batch
-        feats = self.encoder.forward_features(images)
-        logits = self.head(feats[:, self.encoder.num_prefix_tokens:].mean(1) if POOL == "avg" else feats[:, 0])
+        logits = self.head(self.encoder.forward_head(self.encoder.forward_features(images), pre_logits=True))
         loss = F.cross_entropy(logits, labels, label_smoothing=self.params["label_smoothing"])
         acc = (logits.argmax(-1) == labels).float().mean().item()
         return loss, {"acc": acc}
