@@ -72,13 +72,13 @@ def resolve_root(name: str) -> Path:
     return require_root(name, LAYOUTS[info.layout][1])
 
 
-def get_index(name: str, split: str) -> Index:
+def get_index(name: str, split: str, rebuild: bool = False) -> Index:
     info = dataset_info(name)
     if split not in info.splits:
         raise ValueError(f"dataset {name!r} has no split {split!r} (splits: {', '.join(info.splits)})")
     indexer = LAYOUTS[info.layout][0]
     root = resolve_root(name)
-    return cached_index(name, split, root, lambda: indexer(name, root, split))
+    return cached_index(name, split, root, lambda: indexer(name, root, split), rebuild=rebuild)
 
 
 def get_manifest(name: str, split: str, fraction: float, seed: int) -> Manifest:
