@@ -241,3 +241,18 @@ scales:
 """)
     with pytest.raises(DataRootError, match="HARNESS_DATA_STANFORD_CARS"):
         make_plan(load_study(study))
+
+
+def test_joint_resize_keeps_label_values_and_box_geometry():
+    from harness.data import joint_transforms as JT
+
+    label = torch.full((16, 20), 255, dtype=torch.int64)
+    label[4:12, 5:15] = 3
+    image, out = JT.Resize(8)(torch.rand(3, 16, 20), label)
+    assert image.shape == (3, 8, 10) and out.shape == (8, 10)
+    assert set(out.unique().tolist()) == {3, 255} and (out == 3).sum() == 4 * 5
+    target = {"boxes": torch.tensor([[2.0, 4.0, 10.0, 12.0]]), "labels": torch.tensor([1]),
+              "masks": torch.zeros(1, 16, 20, dtype=torch.uint8), "area": torch.tensor([64.0])}
+    _, t = JT.Resize((32, 40))(torch.rand(3, 16, 20), target)
+    assert t["boxes"].tolist() == [[4.0, 8.0, 20.0, 24.0]] and t["masks"].shape == (1, 32, 40)
+    assert t["area"].item() == 256.0

@@ -13,4 +13,5 @@ def progress_bar(total: int, desc: str):
     """A tqdm bar, hidden when ``HARNESS_PROGRESS=0`` (tests, workers)."""
     from tqdm import tqdm
 
+    desc = desc.removesuffix(".partial")  # generators write into <root>.partial, then rename
     return tqdm(total=total, desc=desc, unit="img", disable=os.environ.get("HARNESS_PROGRESS", "1") == "0")
