@@ -88,6 +88,7 @@ def inat_root(tmp_path, monkeypatch):
 
 
 def test_imagefolder_reader_maps_val_to_test_folder(imagefolder_root):
+    (imagefolder_root / "test" / ".ipynb_checkpoints").mkdir()  # hidden folders are not classes
     assert check_dataset("stanford-cars") == {"train": 6, "val": 4}
     val = get_index("stanford-cars", "val")
     assert val.classes == ["audi", "bmw"] and val.labels.tolist() == [0, 0, 1, 1]

@@ -28,7 +28,7 @@ def index_imagefolder(dataset: str, root: Path, split: str) -> Index:
     split_dir = root / folder
     if not split_dir.is_dir():
         raise DataRootError(f"dataset {dataset!r}: {split_dir} is missing; expected {EXPECTED}")
-    classes = sorted(e.name for e in os.scandir(split_dir) if e.is_dir())
+    classes = sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith("."))
     if not classes:
         raise DataRootError(f"dataset {dataset!r}: {split_dir} has no class folders; expected {EXPECTED}")
     items: list[str] = []
