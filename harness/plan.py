@@ -145,11 +145,13 @@ def applies(entry, pre: Job) -> bool:
 
 
 def downstream_jobs(study: Study, upstream: list[Job]) -> list[Job]:
-    from harness.data import dataset_info
+    from harness.data import check_dataset, dataset_info
     from harness.tasks import TASKS
 
     s = study.scale
     jobs = []
+    for dataset in dict.fromkeys(e.dataset for e in s.downstream):
+        check_dataset(dataset)  # a missing or malformed root fails now, at plan time, not in a worker
     for pre in upstream:
         for i, entry in enumerate(s.downstream):
             if not applies(entry, pre):

@@ -3,6 +3,11 @@
     resolve_root(name)                     -> Path (generates a synthetic set on first use)
     get_index(name, split)                 -> Index (cached)
     get_manifest(name, split, fraction, seed) -> Manifest (saved; its hash enters job identities)
+    check_dataset(name)                    -> {split: number of images}; one clear error if the root is wrong
+
+Layouts (how a root is read): ``imagefolder``, ``coco``, ``ade20k``, ``inat2019``. Torch datasets:
+``images.ImageListDataset`` (images of an index, pre-training and classification),
+``coco_detection.CocoDetectionDataset`` and ``segmentation.SegmentationDataset`` (downstream dense tasks).
 """
 
 from __future__ import annotations
@@ -12,9 +17,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from harness.data import ade20k, coco, imagefolder, inat
 from harness.data import catalog as _catalog  # noqa: F401  (registers the datasets)
-from harness.data.imagefolder import EXPECTED as IMAGEFOLDER_EXPECTED
-from harness.data.imagefolder import index_imagefolder
 from harness.data.index import Index, cached_index
 from harness.data.manifests import Manifest, build_manifest, save_manifest
 from harness.data.registry import DATASETS, DatasetInfo, register_dataset
@@ -22,14 +26,17 @@ from harness.data.roots import cache_dir, configured_root, require_root
 
 # layout name -> (indexer(dataset, root, split) -> Index, description of the expected layout)
 LAYOUTS: dict[str, tuple[Callable[[str, Path, str], Index], str]] = {
-    "imagefolder": (index_imagefolder, IMAGEFOLDER_EXPECTED),
+    "imagefolder": (imagefolder.index_imagefolder, imagefolder.EXPECTED),
+    "coco": (coco.index_coco, coco.EXPECTED),
+    "ade20k": (ade20k.index_ade20k, ade20k.EXPECTED),
+    "inat2019": (inat.index_inat2019, inat.EXPECTED),
 }
 
 SYNTHETIC_SEED = 0
 
 __all__ = [
     "DATASETS", "DatasetInfo", "register_dataset", "LAYOUTS", "Index", "Manifest",
-    "resolve_root", "get_index", "get_manifest", "dataset_info", "synthetic_root",
+    "resolve_root", "get_index", "get_manifest", "dataset_info", "synthetic_root", "check_dataset",
 ]
 
 
@@ -65,13 +72,13 @@ def resolve_root(name: str) -> Path:
     return require_root(name, LAYOUTS[info.layout][1])
 
 
-def get_index(name: str, split: str) -> Index:
+def get_index(name: str, split: str, rebuild: bool = False) -> Index:
     info = dataset_info(name)
     if split not in info.splits:
         raise ValueError(f"dataset {name!r} has no split {split!r} (splits: {', '.join(info.splits)})")
     indexer = LAYOUTS[info.layout][0]
     root = resolve_root(name)
-    return cached_index(name, split, root, lambda: indexer(name, root, split))
+    return cached_index(name, split, root, lambda: indexer(name, root, split), rebuild=rebuild)
 
 
 def get_manifest(name: str, split: str, fraction: float, seed: int) -> Manifest:
@@ -80,3 +87,9 @@ def get_manifest(name: str, split: str, fraction: float, seed: int) -> Manifest:
     manifest = build_manifest(index, fraction, seed, balanced=info.labels_for_fractions)
     save_manifest(manifest)
     return manifest
+
+
+def check_dataset(name: str) -> dict[str, int]:
+    """Resolve and index every split of ``name`` (cached after the first time): the plan calls it for each
+    downstream dataset, so a missing or malformed root fails at plan time with one error naming the layout."""
+    return {split: len(get_index(name, split)) for split in dataset_info(name).splits}

@@ -14,11 +14,21 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", "
 EXPECTED = "<root>/<split>/<class>/<image>.{jpg,png,...} (ImageFolder)"
 
 
+def split_folder(dataset: str, split: str) -> str:
+    """The folder of a split: the split's name, unless the catalog maps it (``val`` -> ``test`` for sets
+    whose only held-out split is a test split, e.g. Stanford Cars, DomainNet)."""
+    from harness.data.registry import DATASETS
+
+    extra = DATASETS.get(dataset).extra if dataset in DATASETS else {}
+    return extra.get("split_dirs", {}).get(split, split)
+
+
 def index_imagefolder(dataset: str, root: Path, split: str) -> Index:
-    split_dir = root / split
+    folder = split_folder(dataset, split)
+    split_dir = root / folder
     if not split_dir.is_dir():
         raise DataRootError(f"dataset {dataset!r}: {split_dir} is missing; expected {EXPECTED}")
-    classes = sorted(e.name for e in os.scandir(split_dir) if e.is_dir())
+    classes = sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith("."))
     if not classes:
         raise DataRootError(f"dataset {dataset!r}: {split_dir} has no class folders; expected {EXPECTED}")
     items: list[str] = []
@@ -27,6 +37,6 @@ def index_imagefolder(dataset: str, root: Path, split: str) -> Index:
         files = sorted(e.name for e in os.scandir(split_dir / cls) if e.is_file() and e.name.endswith(IMAGE_EXTENSIONS))
         if not files:
             raise DataRootError(f"dataset {dataset!r}: class folder {split_dir / cls} has no images")
-        items.extend(f"{split}/{cls}/{f}" for f in files)
+        items.extend(f"{folder}/{cls}/{f}" for f in files)
         labels.extend([label] * len(files))
     return Index(dataset, split, root, items, np.asarray(labels, dtype=np.int64), classes)

@@ -1,6 +1,6 @@
 """Fraction manifests: which images of a split a job trains on.
 
-For a fraction f and a seed, every image draws one random key from the seed; within each class (or over the
+For a fraction f and a seed, every image draws one random key from the seed (a random permutation); within each class (or over the
 whole split when labels are not used) the images with the smallest keys are kept, round(f * n) of them (at
 least one). The same keys serve every fraction, so subsets nest (1% is inside 10% for one seed), and every
 method reads the same manifest, so all compare on the same images. The manifest's content hash enters the
@@ -42,22 +42,30 @@ class Manifest:
 
 
 def select_fraction(labels: np.ndarray | None, n: int, fraction: float, seed: int) -> np.ndarray:
-    """Indices of a class-balanced (labels given) or uniform subset; nested across fractions for one seed."""
+    """Indices of a class-balanced (labels given) or uniform subset; nested across fractions for one seed.
+
+    The per-image keys are a random permutation of 0..n-1 (distinct, so any sort gives the same subset);
+    an image is kept when its key is among the round(fraction * size) smallest of its group.
+    """
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-    keys = np.random.default_rng(seed).random(n)
     if fraction == 1.0:
         return np.arange(n)
-    groups = np.zeros(n, dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
-    # rank of each item's key within its group: sort by (group, key)
-    order = np.lexsort((keys, groups))
+    keys = np.random.default_rng(seed).permutation(n)
+    if labels is None:
+        return np.flatnonzero(keys < _keep_count(np.int64(n), fraction))
+    groups = np.asarray(labels, dtype=np.int64)
+    order = np.argsort(groups * n + keys)  # by group, then by key
     sorted_groups = groups[order]
     starts = np.flatnonzero(np.r_[True, sorted_groups[1:] != sorted_groups[:-1]])
     sizes = np.diff(np.r_[starts, n])
     rank_in_group = np.arange(n) - np.repeat(starts, sizes)
-    keep_per_group = np.maximum(1, np.floor(sizes * fraction + 0.5).astype(np.int64))
-    keep = rank_in_group < np.repeat(keep_per_group, sizes)
+    keep = rank_in_group < np.repeat(_keep_count(sizes, fraction), sizes)
     return np.sort(order[keep])
+
+
+def _keep_count(sizes: np.ndarray, fraction: float) -> np.ndarray:
+    return np.maximum(1, np.floor(sizes * fraction + 0.5).astype(np.int64))
 
 
 def build_manifest(index: Index, fraction: float, seed: int, balanced: bool = True) -> Manifest:
@@ -67,7 +75,8 @@ def build_manifest(index: Index, fraction: float, seed: int, balanced: bool = Tr
 
 
 def manifest_path(m: Manifest) -> Path:
-    name = f"{m.dataset}-{m.split}-f{m.fraction:g}-s{m.seed}-{m.index_hash[:8]}.json"
+    # content-addressed: a changed index or selection rule never meets a stale file
+    name = f"{m.dataset}-{m.split}-f{m.fraction:g}-s{m.seed}-{m.content_hash}.json"
     return cache_dir("manifests") / name
 
 

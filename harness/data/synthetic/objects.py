@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.data.synthetic import progress_bar
 from harness.data.synthetic.shapes import SHAPES, add_clutter, background, paste_shape
 
 TINY = {"num_classes": 10, "train_per_class": 200, "val_per_class": 50, "image_size": 64}
@@ -31,14 +32,12 @@ def draw_object_image(rng: np.random.Generator, label: int, size: int, num_class
 
 def generate_objects(root: Path, seed: int, num_classes: int = TINY["num_classes"],
                      train_per_class: int = TINY["train_per_class"], val_per_class: int = TINY["val_per_class"],
-                     image_size: int = TINY["image_size"], progress: bool = True) -> None:
-    from tqdm import tqdm
-
+                     image_size: int = TINY["image_size"]) -> None:
     if num_classes > len(SHAPES):
         raise ValueError(f"synthetic-objects has at most {len(SHAPES)} classes")
     jobs = [("train", train_per_class, 0), ("val", val_per_class, 1)]
     total = num_classes * (train_per_class + val_per_class)
-    with tqdm(total=total, desc=f"generating {root.name}", disable=not progress, unit="img") as bar:
+    with progress_bar(total, f"generating {root.name}") as bar:
         for split, per_class, split_id in jobs:
             for label in range(num_classes):
                 folder = root / split / f"{label:02d}-{SHAPES[label]}"

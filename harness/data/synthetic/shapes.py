@@ -80,14 +80,25 @@ def texture_fill(rng: np.random.Generator, size: int, kind: int) -> Image.Image:
 def paste_shape(canvas: Image.Image, shape: str, cx: float, cy: float, r: float, angle: float,
                 rng: np.random.Generator) -> Image.Image:
     """Paint a textured shape onto ``canvas`` (in place) and return its binary mask as an L image."""
-    size = canvas.size[0]
-    mask = Image.new("L", canvas.size, 0)
+    mask = shape_mask(shape, cx, cy, r, angle, canvas.size)
+    paint_texture(canvas, mask, rng)
+    return mask
+
+
+def shape_mask(shape: str, cx: float, cy: float, r: float, angle: float, size: tuple[int, int]) -> Image.Image:
+    """The binary mask (L image, 0/255) of a rotated shape; draws nothing and uses no randomness."""
+    mask = Image.new("L", size, 0)
     draw = ImageDraw.Draw(mask)
     draw.polygon(shape_polygon(shape, cx, cy, r, angle), fill=255)
     if shape == "ring":
         draw.polygon(shape_polygon("circle", cx, cy, 0.55 * r, angle), fill=0)
-    canvas.paste(texture_fill(rng, size, int(rng.integers(0, 4))), (0, 0), mask)
     return mask
+
+
+def paint_texture(canvas: Image.Image, mask: Image.Image, rng: np.random.Generator, kind: int | None = None) -> None:
+    """Paint a random colour texture onto ``canvas`` (in place) where ``mask`` is set."""
+    kind = int(rng.integers(0, 4)) if kind is None else kind
+    canvas.paste(texture_fill(rng, canvas.size[0], kind), (0, 0), mask)
 
 
 def add_clutter(canvas: Image.Image, rng: np.random.Generator, count: int, max_r: float) -> None:
