@@ -70,11 +70,11 @@ class DINO(PretrainMethod):
               "(DINO: -> 0.4), warm-up 10 epochs, clip 3.0, drop path 0.1, out_dim 65536, 2x224 + 10x96 crops, "
               "teacher temp 0.04 -> 0.07 over 30 epochs, teacher momentum 0.996 -> 1")
     defaults = {
-        "tiny": {"batch_size": 64, "lr": 1e-3, "min_lr": 1e-5, "weight_decay": 0.04, "warmup_epochs": 1,
+        "tiny": {"batch_size": 64, "lr": 5e-4, "min_lr": 1e-5, "weight_decay": 0.04, "warmup_epochs": 1,
                  "clip_grad": 3.0, "drop_path": 0.0, "out_dim": 256, "head_hidden_dim": 256, "head_bottleneck_dim": 64,
                  "local_crops": 4, "local_crop_size": 0, "global_min_scale": 0.4, "local_max_scale": 0.4,
                  "local_min_scale": 0.05, "student_temp": 0.1, "warmup_teacher_temp": 0.04, "teacher_temp": 0.04,
-                 "teacher_temp_warmup": 0.1, "momentum_teacher": 0.99, "center_momentum": 0.9},
+                 "teacher_temp_warmup": 0.1, "momentum_teacher": 0.996, "center_momentum": 0.9},
         "paper": {"batch_size": 1024, "lr": 2e-3, "min_lr": 1e-5, "weight_decay": 0.04, "warmup_epochs": 10,
                   "clip_grad": 3.0, "drop_path": 0.1, "out_dim": 65536, "head_hidden_dim": 2048,
                   "head_bottleneck_dim": 256, "local_crops": 10, "local_crop_size": 0, "global_min_scale": 0.4,
