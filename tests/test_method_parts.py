@@ -223,3 +223,60 @@ def test_ema_update_and_momentum_schedule():
     assert cosine_momentum(0, 100, 0.996) == pytest.approx(0.996)
     assert cosine_momentum(100, 100, 0.996) == pytest.approx(1.0)
     assert cosine_momentum(50, 100, 0.996) == pytest.approx(0.998)
+
+
+# ---------------------------------------------------------------- every method, under the engine's autocast
+
+def _tiny_batch(method, n: int = 4):
+    from torch.utils.data import default_collate
+
+    transform = method.train_transform()
+    return (method.collate_fn() or default_collate)([(transform(img), 0) for img, _ in _fake_images(n)])
+
+
+@pytest.mark.parametrize("name", [n for n in METHODS.names() if METHODS.get(n).uses_data])
+def test_training_step_under_bf16_autocast_gives_a_float32_loss(name):
+    cls = METHODS.get(name)
+    method = cls(TINY, cls.resolved_params("tiny"), num_classes=10)
+    if hasattr(method, "tokenizer"):
+        method.tokenizer.vocab.copy_(F.normalize(torch.rand_like(method.tokenizer.vocab), dim=-1))
+    batch = _tiny_batch(method)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, logs = method.training_step(batch)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()
+    assert all(isinstance(v, float) for v in logs.values())
+
+
+def test_methods_are_listed_with_recipes_and_unknown_names_get_a_suggestion(capsys):
+    from harness.cli import cmd_methods
+    from harness.registry import UnknownNameError
+
+    cmd_methods(None)
+    out = capsys.readouterr().out
+    for name in ("splitmask", "beit", "dino", "mae", "supervised", "none"):
+        assert f"\n{name}" in "\n" + out
+    assert "recipe:" in out and "vocab_size=8192" in out
+    with pytest.raises(UnknownNameError, match="did you mean 'splitmask'"):
+        METHODS.get("splitmsk")
+
+
+def test_dino_exports_the_teacher_and_optimises_only_the_student():
+    cls = METHODS.get("dino")
+    dino = cls(TINY, cls.resolved_params("tiny"))
+    assert dino.exported_encoder() is dino.teacher["encoder"]
+    optimised = {id(p) for p in dino.optimized_module().parameters()}
+    assert not optimised & {id(p) for p in dino.teacher.parameters()}
+    assert optimised == {id(p) for p in list(dino.encoder.parameters()) + list(dino.head.parameters())}
+    build_encoder(TINY).load_state_dict(dino.exported_encoder().state_dict(), strict=True)
+
+
+def test_dino_teacher_temperature_warms_up():
+    cls = METHODS.get("dino")
+    dino = cls(TINY, cls.resolved_params("tiny", {"warmup_teacher_temp": 0.04, "teacher_temp": 0.07,
+                                                   "teacher_temp_warmup": 0.5}))
+    temps = []
+    for step in (0, 25, 50, 100):
+        dino.progress.copy_(torch.tensor([step, 100]))
+        temps.append(dino.teacher_temp())
+    assert temps == pytest.approx([0.04, 0.055, 0.07, 0.07])

@@ -65,7 +65,7 @@ class MultiCrop:
 @register_method("dino")
 class DINO(PretrainMethod):
     description = "DINO: multi-crop self-distillation, EMA teacher, centring + sharpening (exports the teacher)"
-    relative_cost = 1.6  # student on 2 global + 10 local 96px crops, teacher forward on 2 globals; per image
+    relative_cost = 4.6  # FLOPs at ViT-S/16: student on 2x224 + 10x96 crops, teacher fwd on 2x224 (docs/methods.md)
     recipe = ("DINO ViT-S/16: 300-800 epochs on ImageNet-1k, batch 1024, lr 5e-4 x batch/256 = 2e-3, wd 0.04 "
               "(DINO: -> 0.4), warm-up 10 epochs, clip 3.0, drop path 0.1, out_dim 65536, 2x224 + 10x96 crops, "
               "teacher temp 0.04 -> 0.07 over 30 epochs, teacher momentum 0.996 -> 1")

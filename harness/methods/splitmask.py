@@ -35,7 +35,7 @@ from harness.transforms import train_transform
 @register_method("splitmask")
 class SplitMask(PretrainMethod):
     description = "SplitMask (the paper): two disjoint halves, each inpaints the other's tokens + InfoNCE match"
-    relative_cost = 1.1  # two half-length encoder passes + a 2-layer full-length decoder (see docs/methods.md)
+    relative_cost = 1.44  # FLOPs at ViT-B/16: two half passes + 2x a 2-layer full-length decoder + heads (docs/methods.md)
     recipe = ("the paper: ViT-S/16 and ViT-B/16, BEiT's recipe (batch 2048, lr 1.5e-3, warm-up 10 epochs, wd 0.05, "
               "clip 3.0, drop path 0.1), 300-800 epochs on ImageNet or a fixed number of updates on fractions")
     defaults = {
