@@ -172,7 +172,7 @@ def bench(args) -> None:
     amp = device.type == "cuda"
     cfg = encoder_config(args.model)
     images = random_images(args.batch, cfg.img_size)
-    names = [n for n in METHODS.names() if METHODS.get(n).uses_data]
+    names = [n for n in METHODS.names() if METHODS.get(n).uses_data and (not args.methods or n in args.methods)]
     print(f"model {args.model} ({cfg.num_patches} patches), batch {args.batch}, device {device}, "
           f"threads {torch.get_num_threads()}, amp {'bf16' if amp else 'off'}, median of {args.iters} steps")
     print(f"{'method':<18}{'step ms':>9}{'bare ms':>9}{'time ratio':>12}{'FLOP ratio':>12}{'time/FLOP':>11}")
@@ -218,6 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--methods", nargs="*", help="only these methods (default: every method that trains)")
     ap.add_argument("--lightly", action="store_true", help="also time lightly's MAE and DINO (lightly importable)")
     ap.add_argument("--paper-flops", action="store_true", help="only print FLOP ratios at paper scale")
     args = ap.parse_args(argv)

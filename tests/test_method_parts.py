@@ -280,3 +280,9 @@ def test_dino_teacher_temperature_warms_up():
         dino.progress.copy_(torch.tensor([step, 100]))
         temps.append(dino.teacher_temp())
     assert temps == pytest.approx([0.04, 0.055, 0.07, 0.07])
+
+
+def test_tokenizer_refuses_to_run_without_a_vocabulary():
+    tok = PatchTokenizer(TokenizerSpec(vocab_size=4, img_size=32, patch_size=4))
+    with pytest.raises(RuntimeError, match="prepare"):
+        tok(torch.randn(1, 3, 32, 32))

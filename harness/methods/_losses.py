@@ -43,6 +43,6 @@ def dino_loss(student: list[torch.Tensor], teacher: list[torch.Tensor], center: 
 def normalized_pixel_mse(pred: torch.Tensor, patches: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """MAE's loss: mean squared error against each target patch normalised by its own mean and variance."""
     patches = patches.float()
-    mean, var = patches.mean(dim=-1, keepdim=True), patches.var(dim=-1, keepdim=True)
+    var, mean = torch.var_mean(patches, dim=-1, keepdim=True)
     target = (patches - mean) / (var + eps).sqrt()
     return ((pred.float() - target) ** 2).mean()

@@ -149,6 +149,7 @@ class PatchTokenizer(nn.Module):
         self.spec = spec
         self.register_buffer("vocab", torch.zeros(spec.vocab_size, spec.patch_dim))
         self.vocab_hash: str | None = None
+        self._has_vocab = False  # checked once (not every step: .any() would synchronise the GPU)
 
     @classmethod
     def from_params(cls, params: dict, img_size: int, patch_size: int) -> "PatchTokenizer":
@@ -164,8 +165,10 @@ class PatchTokenizer(nn.Module):
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` normalised images -> tokens ``(B, N)`` (long), computed in float32."""
-        if self.vocab_hash is None and not bool(self.vocab.any()):
-            raise RuntimeError("the tokenizer has no vocabulary: call prepare() first")
+        if not self._has_vocab:
+            if not bool(self.vocab.any()):
+                raise RuntimeError("the tokenizer has no vocabulary: call prepare() first")
+            self._has_vocab = True
         with torch.autocast(images.device.type, enabled=False):
             return assign(patch_features(images, self.spec.patch_size, self.spec.patch_norm), self.vocab.float())
 
