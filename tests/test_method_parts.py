@@ -286,3 +286,21 @@ def test_tokenizer_refuses_to_run_without_a_vocabulary():
     tok = PatchTokenizer(TokenizerSpec(vocab_size=4, img_size=32, patch_size=4))
     with pytest.raises(RuntimeError, match="prepare"):
         tok(torch.randn(1, 3, 32, 32))
+
+
+@pytest.mark.parametrize("name,overrides,encoder_tokens", [
+    ("splitmask", {"mask_ratio": 0.75}, (8, 1 + 16)),   # each branch sees a disjoint quarter
+    ("beit", {"mask_ratio": 0.75, "mask_shape": "random"}, (4, 1 + 64)),
+    ("beit", {"mask_ratio": 0.75}, (4, 1 + 64)),
+])
+def test_the_75_percent_masking_option(name, overrides, encoder_tokens):
+    cls = METHODS.get(name)
+    method = cls(TINY, cls.resolved_params("tiny", overrides))
+    method.tokenizer.vocab.copy_(F.normalize(torch.rand_like(method.tokenizer.vocab), dim=-1))
+    seen = []
+    method.encoder.blocks[0].register_forward_hook(lambda m, inp, out: seen.append(tuple(inp[0].shape[:2])))
+    batch = _tiny_batch(method)
+    loss, logs = method.training_step(batch)
+    assert seen == [encoder_tokens] and torch.isfinite(loss)
+    if name == "beit":
+        assert 0.6 <= logs["mask_frac"] <= 0.75
