@@ -99,3 +99,39 @@ def test_method_contract(name, tmp_path):
         loss.backward()
         opt.step()
     assert torch.isfinite(loss) and loss.item() < first
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["dino", "splitmask"])
+def test_resuming_restores_the_method_state(name, tmp_path):
+    """EMA teacher, DINO's centre and progress, the tokenizer vocabulary: all in the checkpoint, so a run that
+    stops and resumes ends with the weights of one that never stopped."""
+    from harness.engine import InterruptedTraining
+
+    torch.set_num_threads(1)
+    index = get_index(DATASET, "train")
+    manifest = get_manifest(DATASET, "train", 0.05, 0)
+    finals = []
+    for run, stop in (("straight", None), ("resumed", 2)):
+        seed_everything(0)
+        method = _method(name)
+        method.prepare(PretrainData(ImageListDataset(index, manifest.indices), 10, manifest.content_hash,
+                                    tmp_path / "cache"))
+        images = Subset(ImageListDataset(index, manifest.indices, transform=method.train_transform()), range(8))
+        cfg = TrainConfig(batch_size=4, total_updates=4, warmup_updates=0, lr=1e-3)
+        kwargs = dict(after_step=method.after_step, collate_fn=method.collate_fn(), device=torch.device("cpu"),
+                      optimizer_model=method.optimized_module())
+        ckpt = tmp_path / f"{run}.pt"
+        if stop:
+            with pytest.raises(InterruptedTraining):
+                train(method, method.training_step, images, cfg, ckpt, stop_after_updates=stop, **kwargs)
+            seed_everything(99)  # a fresh process would not share the RNG state
+            method = _method(name)
+            method.prepare(PretrainData(ImageListDataset(index, manifest.indices), 10, manifest.content_hash,
+                                        tmp_path / "cache"))
+            kwargs.update(after_step=method.after_step, optimizer_model=method.optimized_module())
+            images.dataset.transform = method.train_transform()
+        train(method, method.training_step, images, cfg, ckpt, **kwargs)
+        finals.append(method.state_dict())
+    for key, value in finals[0].items():
+        assert torch.allclose(value.float(), finals[1][key].float(), atol=1e-6), key
