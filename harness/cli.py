@@ -148,6 +148,8 @@ def cmd_methods(args) -> int:
 
     for name, cls in METHODS.items():
         print(f"{name:<12} {cls.description}")
+        if cls.recipe:
+            print(f"{'':<12}   recipe: {cls.recipe}")
         for scale in ("tiny", "paper"):
             params = {**OPTIM_DEFAULTS, **cls.defaults.get(scale, {})}
             print(f"{'':<12}   {scale}: " + ", ".join(f"{k}={v}" for k, v in params.items()))

@@ -44,6 +44,8 @@ class PretrainMethod(nn.Module):
     # train-step FLOPs / one forward+backward of the encoder over all patches of the batch; used by `plan`
     relative_cost: ClassVar[float] = 1.0
     defaults: ClassVar[dict[str, dict[str, Any]]] = {"tiny": {}, "paper": {}}
+    # the reference recipe the paper-scale defaults follow (model, epochs, batch size, lr), for `harness methods`
+    recipe: ClassVar[str] = ""
 
     def __init__(self, encoder_cfg: EncoderConfig, params: dict[str, Any], num_classes: int | None = None):
         super().__init__()
