@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from harness.models.vit import build_encoder, encoder_config, save_encoder
 from harness.tasks import TASKS, TaskContext
 from harness.tasks.knn import knn_scores
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Two shared cores: one thread per test process avoids oversubscription (10x slower otherwise)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _context(tmp_path, task: str, **overrides) -> tuple[TaskContext, torch.nn.Module]:
@@ -32,6 +42,7 @@ def test_knn_votes_with_exponential_cosine_weights():
     torch.testing.assert_close(scores, expected.reshape(1, 3))
 
 
+@pytest.mark.slow
 def test_linear_probe_leaves_the_encoder_unchanged(tmp_path, monkeypatch):
     ctx, _ = _context(tmp_path, "linear_probe", epochs=3)
     before = torch.load(tmp_path / "encoder.pt", weights_only=True)["state_dict"]
@@ -56,6 +67,7 @@ def test_linear_probe_leaves_the_encoder_unchanged(tmp_path, monkeypatch):
     assert torch.isfinite(torch.tensor(values["train_loss"]))
 
 
+@pytest.mark.slow
 def test_knn_task_runs_with_mean_pooling(tmp_path):
     ctx, _ = _context(tmp_path, "knn", pool="mean")
     rows = TASKS.get("knn")().run(ctx)

@@ -23,7 +23,7 @@ from harness.models.vitdet import ViTFeatureMap, rescale_stage
 
 def default_block_indices(depth: int) -> list[int]:
     """BEiT's (3, 5, 7, 11) for 12 blocks: the ends of the four quarters of the network."""
-    return [depth * (i + 1) // 4 - 1 for i in range(4)]
+    return [max(0, depth * (i + 1) // 4 - 1) for i in range(4)]
 
 
 class MultiScaleAdapter(nn.Module):

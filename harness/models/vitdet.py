@@ -60,8 +60,11 @@ class ViTFeatureMap(nn.Module):
         self.block_indices = block_indices or [len(encoder.blocks) - 1]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self.encoder.forward_intermediates(x, indices=self.block_indices, norm=False, output_fmt="NCHW",
+        """One map per entry of ``block_indices`` (an index may repeat in shallow test encoders)."""
+        unique = sorted(set(self.block_indices))
+        maps = self.encoder.forward_intermediates(x, indices=unique, norm=False, output_fmt="NCHW",
                                                   intermediates_only=True)
+        return [maps[unique.index(i)] for i in self.block_indices]
 
 
 class SimpleFeaturePyramid(nn.Module):

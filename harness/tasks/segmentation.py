@@ -81,8 +81,9 @@ def evaluate_segmentation(model: torch.nn.Module, dataset: Dataset, num_classes:
 
 def train_and_evaluate(ctx: TaskContext, train_set: Dataset, val_set: Dataset, num_classes: int) -> list[dict]:
     p = ctx.params
-    seg = SegmenterConfig(num_classes=num_classes, strides=tuple(p["strides"]), decoder_channels=p["decoder_channels"],
-                          dropout=p["dropout"], drop_path=p["drop_path"])
+    indices = tuple(p["block_indices"]) if p["block_indices"] else None
+    seg = SegmenterConfig(num_classes=num_classes, strides=tuple(p["strides"]), block_indices=indices,
+                          decoder_channels=p["decoder_channels"], dropout=p["dropout"], drop_path=p["drop_path"])
     net = ViTUperNet(ctx.encoder_cfg, seg)
     if ctx.encoder_path is not None:
         load_encoder_weights(net.encoder, ctx.encoder_path)
@@ -114,12 +115,13 @@ class Segmentation(DownstreamTask):
         # synthetic-segmentation: 64 px images; a small decoder that trains in minutes on CPU
         "tiny": {"epochs": 10, "updates": None, "batch_size": 8, "lr": 5e-4, "min_lr": 1e-6, "weight_decay": 0.05,
                  "layer_decay": 0.8, "warmup_updates": 30, "num_workers": 0, "crop_size": 64, "test_size": 64,
-                 "ratio_range": [0.75, 1.5], "strides": [4, 8, 16, 32], "decoder_channels": 64, "dropout": 0.1,
+                 "ratio_range": [0.75, 1.5], "strides": [4, 8, 16, 32], "block_indices": None, "decoder_channels": 64, "dropout": 0.1,
                  "drop_path": 0.0},
         # BEiT's ADE20k recipe for ViT-B (160k updates at batch 16)
         "paper": {"epochs": None, "updates": 160000, "batch_size": 16, "lr": 7e-4, "min_lr": 0.0,
                   "weight_decay": 0.05, "layer_decay": 0.65, "warmup_updates": 1500, "num_workers": 8,
                   "crop_size": 512, "test_size": 512, "ratio_range": [0.5, 2.0], "strides": [4, 8, 16, 32],
+                  "block_indices": [3, 5, 7, 11],  # BEiT's out_indices for 12 blocks
                   "decoder_channels": 512, "dropout": 0.1, "drop_path": 0.1},
     }
 
