@@ -93,8 +93,9 @@ class ExportReport:
 
     def summary(self) -> str:
         lines = [f"{self.format}: wrote {self.out}", f"  mapped {len(self.mapped)} tensors"]
+        shown = ", ".join(self.missing[:6]) + (" ..." if len(self.missing) > 6 else "")
         lines.append(f"  missing in the target (left to the framework's initialisation): {len(self.missing)}"
-                     + (f" -> {', '.join(self.missing[:6])}{' ...' if len(self.missing) > 6 else ''}" if self.missing else ""))
+                     + (f" -> {shown}" if self.missing else ""))
         lines.append(f"  unexpected (no counterpart, not written): {len(self.unexpected)}"
                      + (f" -> {', '.join(self.unexpected)}" if self.unexpected else ""))
         return "\n".join(lines)

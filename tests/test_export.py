@@ -26,7 +26,8 @@ MMSEG_EXPECTED = ["backbone.cls_token", "backbone.pos_embed", "backbone.patch_em
 ] + ["backbone.ln1.weight", "backbone.ln1.bias"]
 
 # detectron2/modeling/backbone/vit.py (ViT with use_rel_pos=True, as ViTDet) under SimpleFeaturePyramid.net
-D2_EXPECTED = ["backbone.net.pos_embed", "backbone.net.patch_embed.proj.weight", "backbone.net.patch_embed.proj.bias"] + [
+D2_EXPECTED = ["backbone.net.pos_embed", "backbone.net.patch_embed.proj.weight",
+               "backbone.net.patch_embed.proj.bias"] + [
     k for i in range(2) for k in _block("backbone.net.blocks.", i, [
         "norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.rel_pos_h", "attn.rel_pos_w",
         "attn.proj.weight", "attn.proj.bias", "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias",

@@ -22,7 +22,8 @@ def _scene(image_id: int) -> dict:
 
 def _as_output(target: dict, scores=None) -> dict:
     n = len(target["labels"])
-    return {"boxes": target["boxes"], "labels": target["labels"], "scores": scores if scores is not None else torch.ones(n),
+    scores = scores if scores is not None else torch.ones(n)
+    return {"boxes": target["boxes"], "labels": target["labels"], "scores": scores,
             "masks": target["masks"][:, None].float()}
 
 

@@ -96,10 +96,11 @@ def train_and_evaluate(ctx: TaskContext, train_set: Dataset, val_set: Dataset, n
 
     per_epoch = updates_per_epoch(len(train_set), p["batch_size"])
     total = p["updates"] or p["epochs"] * per_epoch
-    tc = TrainConfig(batch_size=p["batch_size"], total_updates=total, warmup_updates=min(p["warmup_updates"], total // 2),
-                     lr=p["lr"], min_lr=p["min_lr"], weight_decay=p["weight_decay"], layer_decay=p["layer_decay"],
+    tc = TrainConfig(batch_size=p["batch_size"], total_updates=total,
+                     warmup_updates=min(p["warmup_updates"], total // 2), lr=p["lr"], min_lr=p["min_lr"], weight_decay=p["weight_decay"], layer_decay=p["layer_decay"],
                      num_layers=ctx.encoder_cfg.depth, seed=ctx.seed, num_workers=p["num_workers"])
-    state = train(model, step, train_set, tc, ctx.checkpoint_path, desc=f"segmentation {ctx.dataset}", device=ctx.device)
+    state = train(model, step, train_set, tc, ctx.checkpoint_path, desc=f"segmentation {ctx.dataset}",
+                  device=ctx.device)
     values = evaluate_segmentation(model, val_set, num_classes, ctx.device, p["test_size"], max(p["strides"]))
     log.info("segmentation on %s: %s", ctx.dataset, values)
     return [metric(k, v) for k, v in values.items()] + [metric("train_loss", state.history[-1]["loss"], "train")]
@@ -113,10 +114,10 @@ class Segmentation(DownstreamTask):
     relative_cost = 8.0  # 512 crops: (512/224)^2 more tokens, plus the decoder
     defaults = {
         # synthetic-segmentation: 64 px images; a small decoder that trains in minutes on CPU
-        "tiny": {"epochs": 10, "updates": None, "batch_size": 8, "lr": 5e-4, "min_lr": 1e-6, "weight_decay": 0.05,
+        "tiny": {"epochs": 8, "updates": None, "batch_size": 8, "lr": 5e-4, "min_lr": 1e-6, "weight_decay": 0.05,
                  "layer_decay": 0.8, "warmup_updates": 30, "num_workers": 0, "crop_size": 64, "test_size": 64,
-                 "ratio_range": [0.75, 1.5], "strides": [4, 8, 16, 32], "block_indices": None, "decoder_channels": 64, "dropout": 0.1,
-                 "drop_path": 0.0},
+                 "ratio_range": [0.75, 1.5], "strides": [4, 8, 16, 32], "block_indices": None,
+                 "decoder_channels": 64, "dropout": 0.1, "drop_path": 0.0},
         # BEiT's ADE20k recipe for ViT-B (160k updates at batch 16)
         "paper": {"epochs": None, "updates": 160000, "batch_size": 16, "lr": 7e-4, "min_lr": 0.0,
                   "weight_decay": 0.05, "layer_decay": 0.65, "warmup_updates": 1500, "num_workers": 8,
