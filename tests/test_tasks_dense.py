@@ -110,3 +110,24 @@ def test_predict_map_returns_the_label_resolution():
     prediction = segmentation.predict_map(net, torch.rand(3, 30, 45), test_size=32, multiple=32)
     assert prediction.shape == (30, 45)
     assert int(prediction.max()) < 4
+
+
+def test_detector_loads_the_pretrained_encoder_and_decays_its_lr_by_depth(tmp_path):
+    from harness.models.vit import load_encoder_weights
+    from harness.optim import param_groups
+
+    torch.manual_seed(3)
+    pretrained = build_encoder(CFG)
+    save_encoder(pretrained, CFG, tmp_path / "encoder.pt")
+    model = build_maskrcnn(CFG, DetectorConfig(num_classes=2, fpn_channels=16, box_head_convs=(), box_head_fc=32,
+                                               mask_head_convs=(16,)))
+    load_encoder_weights(model.backbone.vit.encoder, tmp_path / "encoder.pt")
+    assert torch.equal(model.backbone.vit.encoder.blocks[1].mlp.fc2.weight, pretrained.blocks[1].mlp.fc2.weight)
+    scale_of = {}
+    for group in param_groups(model, 0.05, layer_decay=0.5, num_layers=CFG.depth):
+        for p in group["params"]:
+            scale_of[id(p)] = group["lr_scale"]
+    encoder = model.backbone.vit.encoder
+    assert scale_of[id(encoder.patch_embed.proj.weight)] == 0.5**3
+    assert scale_of[id(encoder.blocks[1].attn.qkv.weight)] == 0.5**1
+    assert scale_of[id(model.roi_heads.box_predictor.cls_score.weight)] == 1.0
