@@ -211,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_data_commands(sub)
+    from harness.export import add_export_command
+
+    add_export_command(sub)
     return p
 
 

@@ -1,6 +1,9 @@
-"""Pieces the classification tasks share: labelled splits and top-k evaluation."""
+"""Pieces the classification tasks share: labelled splits, frozen features and top-k evaluation."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -8,6 +11,11 @@ from torch.utils.data import DataLoader
 
 from harness.data import get_index
 from harness.data.images import ImageListDataset
+from harness.models.vit import build_encoder, load_encoder_weights
+from harness.tasks.base import TaskContext, metric
+from harness.transforms import eval_transform
+
+POOLINGS = ("cls", "mean")
 
 
 def labelled_split(dataset: str, split: str, transform) -> ImageListDataset:
@@ -15,6 +23,23 @@ def labelled_split(dataset: str, split: str, transform) -> ImageListDataset:
     if index.labels is None:
         raise ValueError(f"dataset {dataset!r} split {split!r} has no image-level labels")
     return ImageListDataset(index, transform=transform)
+
+
+def topk_correct(scores: torch.Tensor, labels: torch.Tensor, ks: Iterable[int]) -> dict[int, int]:
+    """How many rows of ``scores`` (N x classes) have their label among the ``k`` highest scores, per k."""
+    ks = tuple(ks)
+    top = scores.float().topk(max(ks), dim=-1).indices
+    return {k: int((top[:, :k] == labels[:, None]).any(dim=-1).sum().item()) for k in ks}
+
+
+def topk_ks(num_classes: int) -> tuple[int, int]:
+    """(1, 5), or (1, num_classes) when there are fewer than five classes."""
+    return 1, min(5, num_classes)
+
+
+def topk_metrics(correct: dict[int, int], total: int) -> list[dict]:
+    k1, k5 = sorted(correct)[0], sorted(correct)[-1]
+    return [metric("top1", 100 * correct[k1] / max(total, 1)), metric("top5", 100 * correct[k5] / max(total, 1))]
 
 
 @torch.no_grad()
@@ -26,8 +51,59 @@ def topk_accuracy(model: nn.Module, dataset, batch_size: int, device: torch.devi
         images, labels = images.to(device), labels.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = model(images)
-        top = logits.float().topk(max(ks), dim=-1).indices
-        for k in ks:
-            correct[k] += (top[:, :k] == labels[:, None]).any(dim=-1).sum().item()
+        for k, c in topk_correct(logits, labels, ks).items():
+            correct[k] += c
         total += labels.numel()
     return {k: correct[k] / max(total, 1) for k in ks}
+
+
+def frozen_encoder(ctx: TaskContext) -> nn.Module:
+    """The pre-trained encoder (or a random one), in eval mode with every parameter frozen."""
+    encoder = build_encoder(ctx.encoder_cfg)
+    if ctx.encoder_path is not None:
+        load_encoder_weights(encoder, ctx.encoder_path)
+    encoder.requires_grad_(False)
+    return encoder.to(ctx.device).eval()
+
+
+def pool_tokens(tokens: torch.Tensor, pool: str, num_prefix_tokens: int = 1) -> torch.Tensor:
+    """One vector per image from the final (normalised) tokens: the cls token, or the mean of the patch tokens."""
+    if pool == "cls":
+        return tokens[:, 0]
+    if pool == "mean":
+        return tokens[:, num_prefix_tokens:].mean(dim=1)
+    raise ValueError(f"unknown pooling {pool!r} (known: {', '.join(POOLINGS)})")
+
+
+@torch.no_grad()
+def extract_features(encoder: nn.Module, dataset, batch_size: int, device: torch.device,
+                     pool: str = "cls") -> tuple[torch.Tensor, torch.Tensor]:
+    """Features (float32, on CPU) and labels of a whole split, in dataset order, one pass without augmentation."""
+    encoder.eval()
+    feats, labels = [], []
+    for images, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            tokens = encoder.forward_features(images.to(device))
+        feats.append(pool_tokens(tokens, pool, getattr(encoder, "num_prefix_tokens", 1)).float().cpu())
+        labels.append(torch.as_tensor(y))
+    return torch.cat(feats), torch.cat(labels).long()
+
+
+@dataclass
+class FrozenFeatures:
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    num_classes: int
+
+
+def frozen_features(ctx: TaskContext, pool: str, batch_size: int) -> FrozenFeatures:
+    """Train and val features of ``ctx.dataset`` from the frozen encoder, with the evaluation transform."""
+    encoder = frozen_encoder(ctx)
+    transform = eval_transform(ctx.encoder_cfg.img_size)
+    train_set = labelled_split(ctx.dataset, "train", transform)
+    val_set = labelled_split(ctx.dataset, "val", transform)
+    train_x, train_y = extract_features(encoder, train_set, batch_size, ctx.device, pool)
+    val_x, val_y = extract_features(encoder, val_set, batch_size, ctx.device, pool)
+    return FrozenFeatures(train_x, train_y, val_x, val_y, train_set.num_classes)
