@@ -25,11 +25,31 @@ class JobStatus:
     log: str | None = None  # where to look when it failed
 
 
+def _array_task_ids(job_id: str) -> list[str]:
+    """``"12_[0-3,7%2]"`` -> ``["12_0", ..., "12_3", "12_7"]``; other ids unchanged. sacct prints an array's
+    tasks that never started (pending, or cancelled because a dependency failed) as one bracketed row."""
+    if "_[" not in job_id:
+        return [job_id]
+    base, spec = job_id.split("_[", 1)
+    ids = []
+    for part in spec.rstrip("]").split("%")[0].split(","):
+        lo, _, hi = part.partition("-")
+        ids += [f"{base}_{i}" for i in range(int(lo), int(hi or lo) + 1)]
+    return ids
+
+
 def sacct_states(slurm_ids: list[str]) -> dict[str, tuple[str, str]]:
-    """``{slurm_id: (state, reason)}`` from one ``sacct`` call; empty when sacct is unavailable."""
+    """``{slurm_id: (state, reason)}`` from ONE ``sacct`` call; empty when sacct is unavailable.
+
+    Array tasks (``12_3``) are queried through their array's id (``12``): sacct does not find a task by its
+    own id while the array still holds it as a bracketed, never-started row. The state keeps sacct's wording
+    (``CANCELLED by 0`` is a cancel by user 0; a plain ``CANCELLED`` with reason ``Dependency`` is SLURM
+    killing a job whose ``afterok`` dependency can never be satisfied).
+    """
     if not slurm_ids or shutil.which("sacct") is None:
         return {}
-    cmd = ["sacct", "-X", "-n", "-P", "-o", "JobID,State,Reason", "-j", ",".join(sorted(set(slurm_ids)))]
+    queried = sorted({sid.split("_")[0] for sid in slurm_ids})
+    cmd = ["sacct", "-X", "-n", "-P", "-o", "JobID,State,Reason", "-j", ",".join(queried)]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
@@ -39,9 +59,17 @@ def sacct_states(slurm_ids: list[str]) -> dict[str, tuple[str, str]]:
     states: dict[str, tuple[str, str]] = {}
     for line in out.stdout.splitlines():
         parts = line.split("|")
-        if len(parts) >= 2:
-            states[parts[0]] = (parts[1].split()[0], parts[2] if len(parts) > 2 else "")
+        if len(parts) < 2 or not parts[0]:
+            continue
+        for task_id in _array_task_ids(parts[0]):
+            states[task_id] = (parts[1].strip(), parts[2].strip() if len(parts) > 2 else "")
     return states
+
+
+def _is_dependency_kill(state: str, reason: str) -> bool:
+    # a job that completed after waiting on a dependency also keeps reason "Dependency"; a user's scancel
+    # of a waiting job reads "CANCELLED by <uid>"; only SLURM's own kill-on-invalid-dep is plain CANCELLED
+    return state == "CANCELLED" and reason.startswith("Dependency")
 
 
 def job_statuses(jobs: list[Job], study_dir: Path, query_slurm: bool = True) -> dict[str, JobStatus]:
@@ -70,15 +98,19 @@ def job_statuses(jobs: list[Job], study_dir: Path, query_slurm: bool = True) -> 
         for job_id, slurm_id in in_slurm.items():
             if slurm_id not in states:
                 continue
-            st, reason = states[slurm_id]
+            full_state, reason = states[slurm_id]
+            st = full_state.split()[0] if full_state else "UNKNOWN"
             sub = R.read_json(study_dir / job_id / R.SUBMITTED) or {}
             log = sub.get("stderr")
             if st in SLURM_ACTIVE:
                 statuses[job_id] = JobStatus(JobState.RUNNING, f"slurm {slurm_id} {st}")
-            elif st == "CANCELLED" and "Dependency" in reason:
-                statuses[job_id] = JobStatus(JobState.DEPENDENCY_FAILED, f"slurm {slurm_id}: {reason}", log)
+            elif _is_dependency_kill(full_state, reason):
+                upstream = next((j.upstream for j in jobs if j.id == job_id), None)
+                up_log = statuses[upstream].log if upstream in statuses else None
+                statuses[job_id] = JobStatus(JobState.DEPENDENCY_FAILED,
+                                             f"slurm {slurm_id} cancelled: dependency {upstream} failed", up_log or log)
             elif st in SLURM_FAILED:
-                statuses[job_id] = JobStatus(JobState.FAILED, f"slurm {slurm_id} {st}", log)
+                statuses[job_id] = JobStatus(JobState.FAILED, f"slurm {slurm_id} {full_state}", log)
             elif st == "COMPLETED":  # completed without metrics.json: re-read the folder (it may have just finished)
                 s2 = R.local_job_state(study_dir / job_id)
                 statuses[job_id] = JobStatus(s2 if s2 != JobState.RUNNING else JobState.FAILED,
