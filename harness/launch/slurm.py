@@ -149,3 +149,10 @@ def submit_slurm(pre_specs: list[JobSpec], down_specs: list[JobSpec], resources:
             dep = f"afterok:{ids[upstream]}" if upstream in ids else None
         submit_group(specs, "downstream", dep)
     return records
+
+
+def worker_probe() -> dict[str, Any]:
+    """What a job sees: run it on the cluster to check that jobs import the driver's code and get its
+    environment (``submitit`` executor with ``slurm_parameters``; see docs/slurm.md)."""
+    return {"harness": str(Path(harness.__file__).resolve()), "python": sys.executable, "cwd": os.getcwd(),
+            "env": {k: v for k, v in os.environ.items() if k.startswith("HARNESS_")}}
