@@ -38,11 +38,15 @@ def _cluster_up() -> bool:
     return out.returncode == 0 and "up" in out.stdout
 
 
+CLUSTER_UP = _cluster_up()
+if not CLUSTER_UP and os.environ.get("HARNESS_REQUIRE_SLURM") == "1":  # set by .ci/run: never skip silently there
+    raise RuntimeError("HARNESS_REQUIRE_SLURM=1 but no SLURM cluster answers `sinfo` (see .ci/slurm.sh status)")
+
 pytestmark = [
     pytest.mark.slurm,
     pytest.mark.slow,
-    pytest.mark.skipif(not _cluster_up(), reason="no SLURM cluster here (sinfo missing or no partition up); "
-                                                 "start the single-node one with `make slurm-up`"),
+    pytest.mark.skipif(not CLUSTER_UP, reason="no SLURM cluster here (sinfo missing or no partition up); "
+                                              "start the single-node one with `make slurm-up`"),
 ]
 
 
@@ -158,6 +162,9 @@ def test_failed_pretraining_makes_its_downstream_dependency_failed(tmp_path, cap
     # a re-run does not re-submit them unless asked
     again = launch(plan, executor="slurm", results_root=root, profile="ci", dry_run=True)
     assert set(again.skipped_failed) == {pre.id, down.id} and not again.submitted
+    retry = launch(plan, executor="slurm", results_root=root, profile="ci", dry_run=True, retry_failed=True)
+    assert retry.submitted == [pre.id, down.id]
+    assert retry.slurm_records[1]["dependency"] == f"afterok:<slurm id of {pre.id}>"
     print(f"\n[timing] failing study {time.time() - t0:.1f} s")
 
 

@@ -102,8 +102,9 @@ def job_statuses(jobs: list[Job], study_dir: Path, query_slurm: bool = True) -> 
             st = full_state.split()[0] if full_state else "UNKNOWN"
             sub = R.read_json(study_dir / job_id / R.SUBMITTED) or {}
             log = sub.get("stderr")
-            if st in SLURM_ACTIVE:
-                statuses[job_id] = JobStatus(JobState.RUNNING, f"slurm {slurm_id} {st}")
+            if st in SLURM_ACTIVE:  # queued counts as running: it must not be submitted again
+                why = f" ({reason})" if st == "PENDING" and reason not in ("", "None") else ""
+                statuses[job_id] = JobStatus(JobState.RUNNING, f"slurm {slurm_id} {st}{why}")
             elif _is_dependency_kill(full_state, reason):
                 upstream = next((j.upstream for j in jobs if j.id == job_id), None)
                 up_log = statuses[upstream].log if upstream in statuses else None
