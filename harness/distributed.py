@@ -17,10 +17,13 @@ import torch.distributed as dist
 
 
 def scheduler_world_size() -> int:
-    """Processes the scheduler started for this job (1 outside SLURM/torchrun)."""
-    for var in ("WORLD_SIZE", "SLURM_NTASKS"):
-        if os.environ.get(var, "").isdigit():
-            return int(os.environ[var])
+    """Processes started for this job: ``WORLD_SIZE`` (torchrun, or already exported), else the task count
+    of a job that submitit's SLURM executor started. 1 otherwise, also for a local job run inside some
+    other SLURM allocation, whose ``SLURM_NTASKS`` is not about it."""
+    if os.environ.get("WORLD_SIZE", "").isdigit():
+        return int(os.environ["WORLD_SIZE"])
+    if os.environ.get("SUBMITIT_EXECUTOR") == "slurm" and os.environ.get("SLURM_NTASKS", "").isdigit():
+        return int(os.environ["SLURM_NTASKS"])
     return 1
 
 
@@ -30,7 +33,7 @@ def init_from_environment(device: torch.device | None = None) -> bool:
         return True
     if scheduler_world_size() <= 1 or not dist.is_available():
         return False
-    if "SUBMITIT_EXECUTOR" in os.environ and "RANK" not in os.environ:
+    if os.environ.get("SUBMITIT_EXECUTOR") == "slurm" and "RANK" not in os.environ:
         import submitit
 
         submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)

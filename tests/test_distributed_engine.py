@@ -64,3 +64,17 @@ def test_two_ranks_match_one_process(tmp_path):
     assert [h["n"] for h in r0["history"]] == [4.0] * len(r0["history"])
     assert [h["step"] for h in r0["history"]] == [h["step"] for h in single["history"]]
     assert (tmp_path / "ddp" / "checkpoint.pt").exists()  # written by rank 0
+
+
+def test_world_size_comes_from_torchrun_or_a_submitit_slurm_job_only(monkeypatch):
+    from harness.distributed import scheduler_world_size
+
+    for var in ("WORLD_SIZE", "SLURM_NTASKS", "SUBMITIT_EXECUTOR"):
+        monkeypatch.delenv(var, raising=False)
+    assert scheduler_world_size() == 1
+    monkeypatch.setenv("SLURM_NTASKS", "4")  # e.g. `harness run --executor local` inside an salloc
+    assert scheduler_world_size() == 1
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
+    assert scheduler_world_size() == 4
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert scheduler_world_size() == 2
