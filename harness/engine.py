@@ -202,11 +202,12 @@ class _StepModule(nn.Module):
 
 
 def _distributed_step(model: nn.Module, step_fn: Callable, device: torch.device) -> Callable:
+    """``step_fn`` behind DistributedDataParallel: gradients are averaged over the ranks in ``backward``.
+    ``find_unused_parameters``: a method's step need not touch every parameter (e.g. an unused head)."""
     from torch.nn.parallel import DistributedDataParallel
 
-    ddp = DistributedDataParallel(_StepModule(model, step_fn), device_ids=[device] if device.type == "cuda" else None,
-                                  find_unused_parameters=True)
-    return ddp
+    device_ids = [torch.cuda.current_device()] if device.type == "cuda" else None
+    return DistributedDataParallel(_StepModule(model, step_fn), device_ids=device_ids, find_unused_parameters=True)
 
 
 class InterruptedTraining(RuntimeError):
