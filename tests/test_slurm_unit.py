@@ -184,3 +184,18 @@ def test_dry_run_prints_every_submission_and_submits_nothing(tmp_path, capsys, m
         assert r["parameters"]["mem_gb"] == 2
     results = Path(os.environ["HARNESS_RESULTS"]) / "micro-dry"
     assert not results.exists()  # nothing written
+
+
+def test_downstream_of_a_queued_pretraining_job_depends_on_its_slurm_id(tmp_path):
+    from harness.job import JobSpec
+    from harness.launch.slurm import submit_slurm
+
+    def spec(job_id, upstream):
+        return JobSpec(job_id=job_id, stage="downstream", config={}, coords={}, study="s", scale="tiny",
+                       study_dir=str(tmp_path), upstream=upstream)
+
+    records = submit_slurm([], [spec("da", "pa"), spec("db", "pa"), spec("dc", "pdone")],
+                           {"pretrain": Resources(), "downstream": Resources()}, load_profile("ci"),
+                           {"pa": "12_3"}, tmp_path / "submitit", dry_run=True)
+    assert [(r["jobs"], r["dependency"]) for r in records] == [(["da", "db"], "afterok:12_3"), (["dc"], None)]
+    assert records[1]["parameters"]["slurm_additional_parameters"] == {}  # no dependency left over from the first
