@@ -183,7 +183,10 @@ def test_preempted_job_resumes_and_ends_like_an_uninterrupted_one(tmp_path):
     import submitit
     import torch
 
-    study = write_study(tmp_path / "pre.yaml", "preempt-slurm", epochs=(8,), downstream=False)
+    # timeout_min > 10: below that, submitit takes every USR2 for a time-out (it still requeues, but through
+    # the time-out branch); here the preemption branch runs
+    study = write_study(tmp_path / "pre.yaml", "preempt-slurm", epochs=(8,), downstream=False,
+                        resources={"pretrain": {"cpus_per_task": 1, "mem_gb": 2, "timeout_min": 15}})
     plan = make_plan(load_study(study))
     job = plan.pretrain[0]
     t0 = time.time()
@@ -205,6 +208,9 @@ def test_preempted_job_resumes_and_ends_like_an_uninterrupted_one(tmp_path):
     assert "resumed from" in text  # ... and the second run started from the checkpoint
     resumed_at = int(text.split("resumed from")[1].split("at update")[1].split()[0])
     assert 0 < resumed_at < job.config["schedule"]["total_updates"]
+    submitit_log = slurm_job.paths.stderr.read_text() + slurm_job.paths.stdout.read_text()
+    assert "this job is preempted" in submitit_log and "Calling checkpoint method" in submitit_log
+    assert f"Requeued job {slurm_job.job_id}" in submitit_log
     assert _metric_rows(dir_a, job.id) == _metric_rows(dir_b, job.id)
     state_a = torch.load(dir_a / job.id / R.ENCODER, weights_only=True)["state_dict"]
     state_b = torch.load(dir_b / job.id / R.ENCODER, weights_only=True)["state_dict"]

@@ -105,34 +105,42 @@ SACCT_OUTPUT = "\n".join([
     "7|CANCELLED by 0|Dependency",     # cancelled by a user while waiting: not a dependency failure
     "8_[0-1]|CANCELLED|Dependency",    # an array that never started, one bracketed row
     "9|COMPLETED|Dependency",          # finished after waiting on its dependency
+    "10|CANCELLED|None",               # sacct lagging behind: the controller has it queued again (below)
 ]) + "\n"
+SQUEUE_OUTPUT = "5_1|RUNNING\n10|PENDING\n11|RUNNING\n"
 
 
 def test_job_statuses_use_one_sacct_call_and_recognise_dependency_kills(tmp_path, monkeypatch):
     jobs = [_job("pa", "pretrain"), _job("pb", "pretrain"), _job("da", "downstream", "pa"),
             _job("db", "downstream", "pb"), _job("dc", "downstream", "pa"), _job("dd", "downstream", "pa"),
-            _job("de", "downstream", "pb")]
-    ids = {"pa": "5_0", "pb": "5_1", "da": "6", "db": "7", "dc": "8_0", "dd": "8_1", "de": "9"}
+            _job("de", "downstream", "pb"), _job("pq", "pretrain")]
+    ids = {"pa": "5_0", "pb": "5_1", "da": "6", "db": "7", "dc": "8_0", "dd": "8_1", "de": "9", "pq": "10"}
     for job_id, slurm_id in ids.items():
         R.atomic_write_json(tmp_path / job_id / R.SUBMITTED,
                             {"executor": "slurm", "slurm_id": slurm_id, "stderr": f"/logs/{slurm_id}.err"})
     R.atomic_write_json(tmp_path / "de" / R.METRICS, {"metrics": []})
+    R.atomic_write_json(tmp_path / "pr" / R.SUBMITTED, {"executor": "slurm", "slurm_id": "11"})
+    R.atomic_write_json(tmp_path / "pr" / R.FAILED, {"error": "CalledProcessError: scontrol requeue ..."})
+    jobs.append(_job("pr", "pretrain"))  # an attempt failed while being preempted, and SLURM requeued it
     calls = []
 
     def fake_run(cmd, **kw):
         calls.append(cmd)
-        return subprocess.CompletedProcess(cmd, 0, SACCT_OUTPUT, "")
+        return subprocess.CompletedProcess(cmd, 0, SACCT_OUTPUT if cmd[0] == "sacct" else SQUEUE_OUTPUT, "")
 
     monkeypatch.setattr(state_mod.shutil, "which", lambda name: "/usr/bin/" + name)
     monkeypatch.setattr(state_mod.subprocess, "run", fake_run)
     st = job_statuses(jobs, tmp_path)
-    assert len(calls) == 1 and calls[0][-1] == "5,6,7,8"  # array tasks queried through their array
+    assert [c[0] for c in calls] == ["sacct", "squeue"]  # one of each, whatever the number of jobs
+    assert calls[0][-1] == "10,5,6,7,8"  # array tasks queried through their array
     assert st["pa"].state == JobState.FAILED and st["pa"].log == "/logs/5_0.err"
     assert st["pb"].state == JobState.RUNNING
     assert st["da"].state == JobState.DEPENDENCY_FAILED and st["da"].log == "/logs/5_0.err"  # the upstream's log
     assert st["db"].state == JobState.FAILED and "CANCELLED by 0" in st["db"].detail
     assert st["dc"].state == st["dd"].state == JobState.DEPENDENCY_FAILED
     assert st["de"].state == JobState.DONE
+    assert st["pq"].state == JobState.RUNNING and "PENDING" in st["pq"].detail
+    assert st["pr"].state == JobState.RUNNING
 
 
 def test_sacct_unavailable_leaves_jobs_submitted(tmp_path, monkeypatch):

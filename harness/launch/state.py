@@ -1,5 +1,6 @@
 """Job states: from the results folder, plus liveness of local processes and one batched ``sacct`` call for
-jobs submitted to SLURM (never one call per job)."""
+jobs submitted to SLURM (never one call per job); one ``squeue`` call double-checks jobs that sacct says
+ended without a result."""
 
 from __future__ import annotations
 
@@ -66,6 +67,27 @@ def sacct_states(slurm_ids: list[str]) -> dict[str, tuple[str, str]]:
     return states
 
 
+def queued_states() -> dict[str, str]:
+    """``{slurm_id: state}`` of this user's jobs that the controller still holds (one ``squeue`` call)."""
+    import getpass
+
+    if shutil.which("squeue") is None:
+        return {}
+    try:
+        out = subprocess.run(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i|%T"], capture_output=True,
+                             text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    if out.returncode != 0:
+        return {}
+    states: dict[str, str] = {}
+    for line in out.stdout.splitlines():
+        job_id, _, state = line.partition("|")
+        for task_id in _array_task_ids(job_id.strip()):
+            states[task_id] = state.strip()
+    return states
+
+
 def _is_dependency_kill(state: str, reason: str) -> bool:
     # a job that completed after waiting on a dependency also keeps reason "Dependency"; a user's scancel
     # of a waiting job reads "CANCELLED by <uid>"; only SLURM's own kill-on-invalid-dep is plain CANCELLED
@@ -75,12 +97,16 @@ def _is_dependency_kill(state: str, reason: str) -> bool:
 def job_statuses(jobs: list[Job], study_dir: Path, query_slurm: bool = True) -> dict[str, JobStatus]:
     statuses: dict[str, JobStatus] = {}
     in_slurm: dict[str, str] = {}
+    failed_in_slurm: dict[str, str] = {}
     for job in jobs:
         d = study_dir / job.id
         state = R.local_job_state(d)
         if state in (JobState.FAILED, JobState.DEPENDENCY_FAILED):
             failed = R.read_json(d / R.FAILED) or {}
             statuses[job.id] = JobStatus(state, failed.get("error", ""), failed.get("log") or str(d / R.LOG))
+            sub = R.read_json(d / R.SUBMITTED) or {}
+            if state == JobState.FAILED and sub.get("executor") == "slurm" and sub.get("slurm_id"):
+                failed_in_slurm[job.id] = sub["slurm_id"]  # unless SLURM requeued it (checked below)
             continue
         if state != JobState.RUNNING:
             statuses[job.id] = JobStatus(state)
@@ -116,4 +142,13 @@ def job_statuses(jobs: list[Job], study_dir: Path, query_slurm: bool = True) -> 
                 s2 = R.local_job_state(study_dir / job_id)
                 statuses[job_id] = JobStatus(s2 if s2 != JobState.RUNNING else JobState.FAILED,
                                              f"slurm {slurm_id} {st}", log)
+    ended = {job_id: slurm_id for job_id, slurm_id in {**in_slurm, **failed_in_slurm}.items()
+             if statuses[job_id].state == JobState.FAILED}
+    if ended and query_slurm:
+        # a job the controller still queues is not over, whatever sacct or the folder said: sacct can lag
+        # behind the controller, and an attempt that failed while being preempted has been requeued
+        queued = queued_states()
+        for job_id, slurm_id in ended.items():
+            if (st := queued.get(slurm_id)) in SLURM_ACTIVE:
+                statuses[job_id] = JobStatus(JobState.RUNNING, f"slurm {slurm_id} {st} (queued again)")
     return statuses
