@@ -201,10 +201,10 @@ def test_preempted_job_resumes_and_ends_like_an_uninterrupted_one(tmp_path):
         time.sleep(0.3)
     slurm_job = submitit.SlurmJob(folder=interrupted["folder"], job_id=interrupted["slurm_ids"][0])
     slurm_job._interrupt()  # preemption: SIGTERM, then USR2 -> JobRunner.checkpoint -> requeue
-    wait_final(plan, dir_a)
+    final_a = wait_final(plan, dir_a)[job.id]
     wait_final(plan, dir_b)
     text = log_a.read_text()
-    assert text.count(f"job {job.id} starts") == 2, text  # the job ran twice ...
+    assert text.count(f"job {job.id} starts") == 2, (final_a, text)  # the job ran twice ...
     assert "resumed from" in text  # ... and the second run started from the checkpoint
     resumed_at = int(text.split("resumed from")[1].split("at update")[1].split()[0])
     assert 0 < resumed_at < job.config["schedule"]["total_updates"]
