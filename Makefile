@@ -10,7 +10,7 @@ EXECUTOR ?= local
 SCALE ?= tiny
 STUDY_ARGS ?=
 
-.PHONY: venv test study-imagenet-fractions tables figures report reports slurm-up slurm-down slurm-status clean-results
+.PHONY: venv test study-imagenet-fractions tables figures report reports slurm-up slurm-down slurm-status test-slurm clean-results
 
 $(STAMP): pyproject.toml requirements/lock.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,9 +37,13 @@ PAPER_STUDIES := imagenet-fractions coco ade20k small-datasets small-datasets-ma
 reports: $(STAMP)  # every study's tables, figures, claims and report.html from stored results
 	set -e; for s in $(PAPER_STUDIES); do $(PY) -m harness.cli report $$s; done
 
+# the single-node SLURM cluster of the tests (root, Debian 12; installs its packages on first use)
+SLURM_CI_CPUS ?= 4
 slurm-up:
-	bash .ci/slurm.sh up
+	SLURM_CI_CPUS=$(SLURM_CI_CPUS) bash .ci/slurm.sh up
 slurm-down:
 	bash .ci/slurm.sh down
 slurm-status:
 	bash .ci/slurm.sh status
+test-slurm: $(STAMP)
+	$(PY) -m pytest -q -ra -m slurm $(PYTEST_ARGS)

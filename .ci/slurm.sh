@@ -41,7 +41,7 @@ SOCK=$MYDIR/mysqld.sock
 NODE=$(hostname -s 2>/dev/null || uname -n); NODE=${NODE%%.*}
 export SLURM_CONF=$CONF
 
-log() { echo "[slurm-up $(date +%T)] $*" >&2; }
+log() { echo "[slurm.sh $(date +%T)] $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 # running PID: process exists and is not a zombie (PID 1 may be slow to reap)

@@ -13,9 +13,20 @@ from harness.registry import UnknownNameError
 
 
 def _results_root(args) -> Path:
+    """``--results``, else ``$HARNESS_RESULTS``, else the chosen cluster profile's ``results_root``, else ./results."""
+    import os
+
     from harness.results import default_results_root
 
-    return Path(args.results).resolve() if getattr(args, "results", None) else default_results_root()
+    if getattr(args, "results", None):
+        return Path(args.results).resolve()
+    cluster = getattr(args, "cluster", None) or os.environ.get("HARNESS_CLUSTER")
+    if cluster and "HARNESS_RESULTS" not in os.environ:
+        from harness.launch.profiles import load_profile
+
+        if root := load_profile(cluster).results_root:
+            return Path(root).expanduser().resolve()
+    return default_results_root()
 
 
 def _load(args):
@@ -194,7 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, default=1, help="local executor: torch threads per job")
     r.add_argument("--cluster", default=None, help="cluster profile name or YAML path (default $HARNESS_CLUSTER or ci)")
     r.set_defaults(fn=cmd_run)
-    study_cmd("status", "state of every job, by study cell and stage (one batched sacct call)").set_defaults(fn=cmd_status)
+    st = study_cmd("status", "state of every job, by study cell and stage (one batched sacct call)")
+    st.add_argument("--cluster", default=None, help="cluster profile whose results_root to read (default $HARNESS_CLUSTER)")
+    st.set_defaults(fn=cmd_status)
     study_cmd("collect", "gather complete jobs into results/<study>/collected.{csv,parquet}").set_defaults(fn=cmd_collect)
     rp = study_cmd("report", "write tables, figures, claims and report.html from stored results (runs nothing)")
     rp.add_argument("--only", nargs="*", choices=["tables", "figures", "claims", "html"])

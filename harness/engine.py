@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from harness import distributed
 from harness.optim import build_optimizer, cosine_lr, set_lr
 from harness.results import atomic_torch_save
 
@@ -84,6 +85,11 @@ def epoch_loader(dataset: Dataset, cfg: TrainConfig, epoch: int, collate_fn: Cal
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
     batch_size = min(cfg.batch_size, len(dataset))
     sampler = torch.randperm(len(dataset), generator=g).tolist()
+    if distributed.active():  # each rank takes its share of every global batch of the same permutation
+        batches = [distributed.shard(sampler[i:i + batch_size]) for i in range(0, len(sampler), batch_size)
+                   if not cfg.drop_last or i + batch_size <= len(sampler)]
+        return DataLoader(dataset, batch_sampler=batches, num_workers=cfg.num_workers, collate_fn=collate_fn,
+                          generator=g, persistent_workers=False, pin_memory=torch.cuda.is_available())
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=cfg.num_workers,
                       drop_last=cfg.drop_last, collate_fn=collate_fn, generator=g,
                       persistent_workers=False, pin_memory=torch.cuda.is_available())
@@ -140,11 +146,15 @@ def train(
                            "epoch": state.epoch, "history": state.history, "rng": _rng_state()}, checkpoint_path)
 
     use_amp = device.type == "cuda"
+    if distributed.active():
+        step_fn = _distributed_step(model, step_fn, device)
     bar = tqdm(total=cfg.total_updates, initial=state.step, desc=desc, unit="upd", dynamic_ncols=True,
                disable=os.environ.get("HARNESS_PROGRESS", "1") == "0", mininterval=1.0)
     model.train()
     while state.step < cfg.total_updates:
         t0, sums, count = time.time(), {}, 0
+        if distributed.active():  # rank-specific augmentation streams, reproducible from any epoch boundary
+            seed_everything(cfg.seed * 1_000_003 + state.epoch * 1_009 + distributed.rank())
         for batch in epoch_loader(dataset, cfg, state.epoch, collate_fn):
             if state.step >= cfg.total_updates:
                 break
@@ -168,15 +178,36 @@ def train(
             bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         state.epoch += 1
         row = {"epoch": state.epoch, "step": state.step, "seconds": round(time.time() - t0, 3)}
-        row.update({k: v / max(count, 1) for k, v in sums.items()})
+        row.update({k: distributed.mean_across_ranks(v / max(count, 1)) for k, v in sums.items()})
         state.history.append(row)
         log.info("epoch %d: %s", state.epoch, row)
-        save()
+        if distributed.is_main():
+            save()
         if stop_after_updates is not None and state.step >= stop_after_updates and state.step < cfg.total_updates:
             bar.close()
             raise InterruptedTraining(state.step)
     bar.close()
     return state
+
+
+class _StepModule(nn.Module):
+    """Routes ``step_fn`` through ``forward`` so that DistributedDataParallel sees (and syncs) every step."""
+
+    def __init__(self, model: nn.Module, step_fn: Callable):
+        super().__init__()
+        self.model, self.step_fn = model, step_fn
+
+    def forward(self, batch):
+        return self.step_fn(batch)
+
+
+def _distributed_step(model: nn.Module, step_fn: Callable, device: torch.device) -> Callable:
+    """``step_fn`` behind DistributedDataParallel: gradients are averaged over the ranks in ``backward``.
+    ``find_unused_parameters``: a method's step need not touch every parameter (e.g. an unused head)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [torch.cuda.current_device()] if device.type == "cuda" else None
+    return DistributedDataParallel(_StepModule(model, step_fn), device_ids=device_ids, find_unused_parameters=True)
 
 
 class InterruptedTraining(RuntimeError):

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import distributed
 from harness import results as R
 
 log = logging.getLogger("harness.job")
@@ -101,7 +102,8 @@ def run_pretrain(spec: JobSpec) -> tuple[list[dict], int]:
     state = train(method, method.training_step, dataset, tc, job_dir / R.CHECKPOINT,
                   desc=f"{spec.job_id[:40]}", after_step=method.after_step, collate_fn=method.collate_fn(),
                   device=device, optimizer_model=method.optimized_module())
-    save_encoder(method.exported_encoder(), encoder_cfg, job_dir / R.ENCODER)
+    if distributed.is_main():
+        save_encoder(method.exported_encoder(), encoder_cfg, job_dir / R.ENCODER)
     rows = [{"name": "pretrain_loss", "value": state.history[-1]["loss"], "split": "train"}]
     return rows, state.step
 
@@ -124,15 +126,23 @@ def run_downstream(spec: JobSpec) -> tuple[list[dict], int]:
 
 
 def run_job(spec: JobSpec) -> dict[str, Any]:
-    """Run one job to completion (or resume it); returns the metrics document it wrote."""
+    """Run one job to completion (or resume it); returns the metrics document it wrote.
+
+    In a job with several processes every rank runs this; only rank 0 writes the job folder."""
+    from harness.engine import device_for
+    from harness.environment import environment
+
     job_dir = spec.job_dir
     job_dir.mkdir(parents=True, exist_ok=True)
     if (existing := R.read_json(job_dir / R.METRICS)) is not None:
         return existing
-    (job_dir / R.FAILED).unlink(missing_ok=True)
-    R.atomic_write_json(job_dir / R.SPEC, asdict(spec))
-    R.atomic_write_json(job_dir / R.ENV, __import__("harness.environment", fromlist=["environment"]).environment())
-    handler = _attach_log(job_dir)
+    distributed.init_from_environment(device_for(spec.device))
+    main = distributed.is_main()
+    if main:
+        (job_dir / R.FAILED).unlink(missing_ok=True)
+        R.atomic_write_json(job_dir / R.SPEC, asdict(spec))
+        R.atomic_write_json(job_dir / R.ENV, {**environment(), "world_size": distributed.world_size()})
+    handler = _attach_log(job_dir) if main else logging.NullHandler()
     start = time.time()
     try:
         _configure_threads()
@@ -141,10 +151,13 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
         doc = {"job_id": spec.job_id, "study": spec.study, "scale": spec.scale, "stage": spec.stage,
                "upstream": spec.upstream, **spec.coords, "metrics": rows, "updates": updates,
                "wall_time_s": round(time.time() - start, 2), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        R.atomic_write_json(job_dir / R.METRICS, doc)
+        if main:
+            R.atomic_write_json(job_dir / R.METRICS, doc)
         log.info("job %s done: %s", spec.job_id, rows)
         return doc
     except Exception as e:
+        if not main:
+            raise
         R.atomic_write_text(job_dir / R.TRACEBACK, traceback.format_exc())
         R.atomic_write_json(job_dir / R.FAILED, {"error": f"{type(e).__name__}: {e}", "traceback": str(job_dir / R.TRACEBACK),
                                                 "log": str(job_dir / R.LOG), "at": time.strftime("%Y-%m-%dT%H:%M:%S")})

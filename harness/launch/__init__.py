@@ -83,10 +83,9 @@ def launch(plan: Plan, executor: str = "local", results_root: Path | None = None
     report.submitted = [s.job_id for s in specs]
     if dry_run and executor != "slurm":
         return report
-    for s in specs:
+    for s in specs if not dry_run else []:  # a dry run writes nothing
         s.job_dir.mkdir(parents=True, exist_ok=True)
-        if not dry_run:
-            (s.job_dir / R.FAILED).unlink(missing_ok=True)
+        (s.job_dir / R.FAILED).unlink(missing_ok=True)
     if not specs:
         return report
     if executor == "debug":
@@ -108,7 +107,8 @@ def launch(plan: Plan, executor: str = "local", results_root: Path | None = None
             sub = R.read_json(study_dir / jid / R.SUBMITTED) or {}
             if sub.get("slurm_id"):
                 running_upstream[jid] = sub["slurm_id"]
-        folder = Path(prof.submitit_folder) / plan.study.name if prof.submitit_folder else study_dir / "submitit" / "slurm"
+        folder = (Path(prof.submitit_folder).expanduser().resolve() / plan.study.name if prof.submitit_folder
+                  else study_dir / "submitit" / "slurm")
         report.slurm_records = submit_slurm(
             [s for s in specs if s.stage == "pretrain"], [s for s in specs if s.stage == "downstream"],
             {"pretrain": plan.study.scale.resources.pretrain, "downstream": plan.study.scale.resources.downstream},

@@ -32,6 +32,10 @@ class ClusterProfile(BaseModel):
     max_array_parallelism: int | None = None
     submitit_folder: str | None = None
     results_root: str | None = None
+    python: str | None = None  # the worker's python command (default: the driver's interpreter)
+    setup: list[str] = []  # shell lines run in the job before python starts (module load ..., conda activate ...)
+    env: dict[str, str] = {}  # extra variables exported to every job (e.g. HARNESS_DATA_IMAGENET)
+    signal_delay_s: int | None = None  # USR2 this long before the time limit (submitit's default: 90)
 
 
 def load_profile(name_or_path: str | None = None) -> ClusterProfile:
