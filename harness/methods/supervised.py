@@ -15,6 +15,9 @@ class Supervised(PretrainMethod):
     description = "supervised pre-training (DeiT-style: cross-entropy with label smoothing on a linear head)"
     uses_labels = True
     relative_cost = 1.0
+    recipe = ("DeiT ViT-S/16 and ViT-B/16: 300 epochs on ImageNet-1k, batch 1024, lr 5e-4 x batch/512 = 1e-3, wd 0.05, "
+              "warm-up 5 epochs, label smoothing 0.1, drop path 0.1 (DeiT's RandAugment, mixup/cutmix and repeated "
+              "augmentation are not used here)")
     defaults = {
         "tiny": {"batch_size": 64, "lr": 2e-3, "warmup_epochs": 1, "label_smoothing": 0.1, "drop_path": 0.0},
         "paper": {"batch_size": 1024, "lr": 1e-3, "warmup_epochs": 5, "label_smoothing": 0.1, "drop_path": 0.1},
