@@ -9,6 +9,8 @@ STAMP := $(VENV)/.installed
 EXECUTOR ?= local
 SCALE ?= tiny
 STUDY_ARGS ?=
+SEEDS ?=
+SEED_ARGS := $(if $(SEEDS),--seeds $(SEEDS),)
 
 .PHONY: venv test study-imagenet-fractions tables figures report reports slurm-up slurm-down slurm-status test-slurm clean-results
 
@@ -21,7 +23,7 @@ $(STAMP): pyproject.toml requirements/lock.txt
 venv: $(STAMP)
 
 study-%: $(STAMP)
-	$(PY) -m harness.cli run $* --scale $(SCALE) --executor $(EXECUTOR) $(STUDY_ARGS)
+	$(PY) -m harness.cli run $* --scale $(SCALE) --executor $(EXECUTOR) $(SEED_ARGS) $(STUDY_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)

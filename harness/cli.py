@@ -33,7 +33,14 @@ def _load(args):
     from harness.plan import make_plan
     from harness.spec import load_study
 
-    return make_plan(load_study(args.study, args.scale))
+    return make_plan(load_study(args.study, args.scale, seeds=_seeds(getattr(args, "seeds", None))))
+
+
+def _seeds(text: str | None) -> int | list[int] | None:
+    """``--seeds 3`` -> seeds 0, 1, 2; ``--seeds 0,4`` -> seeds 0 and 4."""
+    if not text:
+        return None
+    return [int(x) for x in text.split(",")] if "," in text else int(text)
 
 
 def cmd_plan(args) -> int:
@@ -194,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("study", help="a study name (imagenet-fractions) or a YAML path")
         sp.add_argument("--scale", default=None, help="tiny (default) or paper, or another scale of the study")
         sp.add_argument("--results", default=None, help="results root (default ./results or $HARNESS_RESULTS)")
+        sp.add_argument("--seeds", default=None, help="override the grid's seeds: N (0..N-1) or a list 0,1,2")
         return sp
 
     study_cmd("plan", "print the jobs, their state and a compute estimate; runs nothing").set_defaults(fn=cmd_plan)

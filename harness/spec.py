@@ -203,7 +203,8 @@ def find_study_file(study: str | Path) -> Path:
     raise ConfigError(str(study), "", f"no such study{hint} (known: {', '.join(known) or 'none'})")
 
 
-def load_study(study: str | Path, scale: str | None = None) -> Study:
+def load_study(study: str | Path, scale: str | None = None, seeds: int | list[int] | None = None) -> Study:
+    """Load and validate a study at a scale. ``seeds`` overrides the grid's seeds: a count n (seeds 0..n-1) or a list."""
     path = find_study_file(study)
     try:
         data = yaml.safe_load(path.read_text())
@@ -223,6 +224,8 @@ def load_study(study: str | Path, scale: str | None = None) -> Study:
         hint = f"; did you mean {guess!r}?" if guess else ""
         raise ConfigError(str(path), "scales", f"no scale {scale!r}{hint} (scales: {', '.join(raw.scales)})")
     merged = deep_merge(raw.common, raw.scales[scale])
+    if seeds is not None:
+        merged = deep_merge(merged, {"pretrain": {"seeds": list(range(seeds)) if isinstance(seeds, int) else list(seeds)}})
     try:
         scale_model = Scale.model_validate(merged)
     except ValidationError as e:

@@ -87,13 +87,16 @@ def test_fixed_epochs_scales_updates_with_the_fraction(tmp_path):
     assert sched[1.0]["total_updates"] == pytest.approx(10 * sched[0.1]["total_updates"], rel=0.15)
 
 
-def test_paper_methods_not_implemented_are_reported_not_crashed(tmp_path):
+def test_paper_methods_not_implemented_are_reported_not_crashed(tmp_path, monkeypatch):
+    from harness.errors import HarnessError
+    from harness.launch import launch
     from harness.methods import METHODS
-    from harness.spec import PAPER_METHODS
 
-    missing = [m for m in PAPER_METHODS if m not in METHODS]
-    if not missing:
-        pytest.skip("every paper method is implemented")
-    plan = make_plan(load_study(write_micro(tmp_path, methods=["supervised", missing[0]])))
+    # pretend DINO is not implemented yet: the paper's method list still plans, with DINO marked unavailable
+    monkeypatch.delitem(METHODS._entries, "dino")
+    plan = make_plan(load_study(write_micro(tmp_path, methods=["supervised", "dino"])))
     bad = [j for j in plan.jobs if j.unavailable]
-    assert bad and all(missing[0] in j.unavailable for j in bad)
+    assert bad and all("'dino' is not implemented" in j.unavailable for j in bad)
+    assert all(j.coords["method"] == "dino" for j in bad)
+    with pytest.raises(HarnessError, match="dino"):
+        launch(plan, executor="debug", results_root=tmp_path / "r")

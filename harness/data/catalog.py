@@ -16,7 +16,7 @@ from harness.data.synthetic.segmentation import generate_segmentation
 register_dataset(DatasetInfo(
     name="synthetic-objects", kind="classification", alias="synobj", layout="imagefolder",
     description="object-centric shapes with textures and clutter, 10 classes (ImageNet stand-in)",
-    generator=generate_objects,
+    generator=generate_objects, generator_version=2,
 ))
 register_dataset(DatasetInfo(
     name="synthetic-scenes", kind="detection", alias="synscn", layout="coco",

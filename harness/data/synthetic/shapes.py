@@ -59,9 +59,12 @@ def background(rng: np.random.Generator, size: int) -> Image.Image:
     return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
 
 
-def texture_fill(rng: np.random.Generator, size: int, kind: int) -> Image.Image:
-    """A colour texture to paint a shape with: flat, stripes, checks or dots (``kind`` 0..3)."""
-    a, b = np.array(random_color(rng)), np.array(random_color(rng))
+def texture_fill(rng: np.random.Generator, size: int, kind: int, base_color=None) -> Image.Image:
+    """A colour texture to paint a shape with: flat, stripes, checks or dots (``kind`` 0..3).
+
+    ``base_color`` fixes the texture's main colour (default: random)."""
+    a = np.array(random_color(rng) if base_color is None else base_color)
+    b = np.array(random_color(rng))
     yy, xx = np.mgrid[0:size, 0:size]
     period = rng.integers(3, 7)
     if kind == 1:
@@ -95,10 +98,11 @@ def shape_mask(shape: str, cx: float, cy: float, r: float, angle: float, size: t
     return mask
 
 
-def paint_texture(canvas: Image.Image, mask: Image.Image, rng: np.random.Generator, kind: int | None = None) -> None:
-    """Paint a random colour texture onto ``canvas`` (in place) where ``mask`` is set."""
+def paint_texture(canvas: Image.Image, mask: Image.Image, rng: np.random.Generator, kind: int | None = None,
+                  base_color=None) -> None:
+    """Paint a colour texture onto ``canvas`` (in place) where ``mask`` is set (random kind/colour by default)."""
     kind = int(rng.integers(0, 4)) if kind is None else kind
-    canvas.paste(texture_fill(rng, canvas.size[0], kind), (0, 0), mask)
+    canvas.paste(texture_fill(rng, canvas.size[0], kind, base_color), (0, 0), mask)
 
 
 def add_clutter(canvas: Image.Image, rng: np.random.Generator, count: int, max_r: float) -> None:
