@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -48,6 +48,15 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def register_class(self, name: str) -> Callable[[T], T]:
+        """Class decorator that also stores the public name on the class (``cls.name``)."""
+
+        def decorator(cls: T) -> T:
+            cls.name = name  # type: ignore[attr-defined]
+            return self.register(name)(cls)
+
+        return decorator
+
     def get(self, name: str) -> T:
         if name not in self._entries:
             raise UnknownNameError(self.kind, name, self.names())
@@ -64,3 +73,16 @@ class Registry(Generic[T]):
 
     def items(self) -> list[tuple[str, T]]:
         return [(n, self._entries[n]) for n in self.names()]
+
+
+def resolve_params(kind: str, name: str, defaults: dict[str, dict[str, Any]], scale: str,
+                   overrides: dict[str, Any] | None, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``base``, then the defaults of ``scale`` (``paper``'s for a scale without its own), then ``overrides``;
+    an override of a parameter that does not exist is an error naming the known ones."""
+    params = dict(base or {})
+    params.update(defaults.get(scale, defaults.get("paper", {})))
+    unknown = set(overrides or {}) - set(params)
+    if unknown:
+        raise KeyError(f"{kind} {name!r} has no parameter(s) {sorted(unknown)}; known: {sorted(params)}")
+    params.update(overrides or {})
+    return params

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from harness.data.imagefolder import IMAGE_EXTENSIONS
 from harness.data.index import Index
+from harness.data._layout import split_folder
 from harness.errors import DataRootError
 
 SPLIT_DIRS = {"train": "training", "val": "validation"}
@@ -25,9 +26,7 @@ EXPECTED = ("<root>/images/{training,validation}/<name>.jpg with <root>/annotati
 
 
 def split_dir(split: str) -> str:
-    if split not in SPLIT_DIRS:
-        raise ValueError(f"ADE20k layout has no split {split!r} (splits: {', '.join(SPLIT_DIRS)})")
-    return SPLIT_DIRS[split]
+    return split_folder("ADE20k", SPLIT_DIRS, split)
 
 
 def label_path(root: Path, item: str) -> Path:

@@ -10,11 +10,11 @@ annotation file (for pre-training; no image-level labels); detection reads the a
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from harness.data.index import Index
+from harness.data._layout import read_annotation_json, split_folder
 from harness.errors import DataRootError
 
 SPLIT_DIRS = {"train": "train2017", "val": "val2017"}
@@ -23,9 +23,7 @@ EXPECTED = ("<root>/{train2017,val2017}/<image> and <root>/annotations/instances
 
 
 def split_dir(split: str) -> str:
-    if split not in SPLIT_DIRS:
-        raise ValueError(f"COCO layout has no split {split!r} (splits: {', '.join(SPLIT_DIRS)})")
-    return SPLIT_DIRS[split]
+    return split_folder("COCO", SPLIT_DIRS, split)
 
 
 def annotation_path(root: Path, split: str) -> Path:
@@ -34,12 +32,7 @@ def annotation_path(root: Path, split: str) -> Path:
 
 def load_annotation_json(dataset: str, root: Path, split: str) -> dict:
     path = annotation_path(root, split)
-    if not path.is_file():
-        raise DataRootError(f"dataset {dataset!r}: {path} is missing; expected {EXPECTED}")
-    try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise DataRootError(f"dataset {dataset!r}: {path} is not valid JSON ({e}); expected {EXPECTED}") from None
+    doc = read_annotation_json(dataset, path, EXPECTED)
     missing_keys = [k for k in ("images", "annotations", "categories") if k not in doc]
     if missing_keys:
         raise DataRootError(f"dataset {dataset!r}: {path} has no {', '.join(missing_keys)}; expected a COCO "

@@ -10,7 +10,6 @@ val2019.json.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import defaultdict
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.data.index import Index
+from harness.data._layout import read_annotation_json
 from harness.errors import DataRootError
 
 SPLIT_FILES = {"train": "train2019.json", "val": "val2019.json"}
@@ -43,12 +43,7 @@ def index_inat2019(dataset: str, root: Path, split: str) -> Index:
     if split not in SPLIT_FILES:
         raise ValueError(f"iNaturalist-2019 layout has no split {split!r} (splits: {', '.join(SPLIT_FILES)})")
     path = root / SPLIT_FILES[split]
-    if not path.is_file():
-        raise DataRootError(f"dataset {dataset!r}: {path} is missing; expected {EXPECTED}")
-    try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise DataRootError(f"dataset {dataset!r}: {path} is not valid JSON ({e}); expected {EXPECTED}") from None
+    doc = read_annotation_json(dataset, path, EXPECTED)
     for key in ("images", "annotations", "categories"):
         if key not in doc:
             raise DataRootError(f"dataset {dataset!r}: {path} has no {key!r}; expected {EXPECTED}")

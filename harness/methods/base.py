@@ -18,7 +18,7 @@ from torch import nn
 from timm.models.vision_transformer import VisionTransformer
 
 from harness.models.vit import EncoderConfig, build_encoder
-from harness.registry import Registry
+from harness.registry import Registry, resolve_params
 
 OPTIM_DEFAULTS: dict[str, Any] = {
     "batch_size": 64, "lr": 1.5e-3, "min_lr": 1e-6, "weight_decay": 0.05, "betas": [0.9, 0.999],
@@ -55,13 +55,7 @@ class PretrainMethod(nn.Module):
     @classmethod
     def resolved_params(cls, scale: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """Optimiser defaults, then the method's defaults for ``scale`` (``paper`` for unknown scales), then the study's."""
-        params = dict(OPTIM_DEFAULTS)
-        params.update(cls.defaults.get(scale, cls.defaults.get("paper", {})))
-        unknown = set(overrides or {}) - set(params)
-        if unknown:
-            raise KeyError(f"method {cls.name!r} has no parameter(s) {sorted(unknown)}; known: {sorted(params)}")
-        params.update(overrides or {})
-        return params
+        return resolve_params("method", cls.name, cls.defaults, scale, overrides, base=OPTIM_DEFAULTS)
 
     def prepare(self, data: PretrainData) -> None:
         """Called once before training with the pre-training data (e.g. build a tokenizer vocabulary)."""
@@ -93,8 +87,4 @@ METHODS: Registry[type[PretrainMethod]] = Registry("method")
 def register_method(name: str):
     """Class decorator: ``@register_method("splitmask")`` makes the method usable from study files."""
 
-    def decorator(cls: type[PretrainMethod]) -> type[PretrainMethod]:
-        cls.name = name
-        return METHODS.register(name)(cls)
-
-    return decorator
+    return METHODS.register_class(name)

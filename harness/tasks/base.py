@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import torch
 
 from harness.models.vit import EncoderConfig
-from harness.registry import Registry
+from harness.registry import Registry, resolve_params
 
 
 @dataclass
@@ -46,12 +46,7 @@ class DownstreamTask:
 
     @classmethod
     def resolved_params(cls, scale: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        params = dict(cls.defaults.get(scale, cls.defaults.get("paper", {})))
-        unknown = set(overrides or {}) - set(params)
-        if unknown:
-            raise KeyError(f"task {cls.name!r} has no parameter(s) {sorted(unknown)}; known: {sorted(params)}")
-        params.update(overrides or {})
-        return params
+        return resolve_params("task", cls.name, cls.defaults, scale, overrides)
 
     def run(self, ctx: TaskContext) -> list[dict[str, Any]]:
         raise NotImplementedError
@@ -61,8 +56,5 @@ TASKS: Registry[type[DownstreamTask]] = Registry("task")
 
 
 def register_task(name: str):
-    def decorator(cls: type[DownstreamTask]) -> type[DownstreamTask]:
-        cls.name = name
-        return TASKS.register(name)(cls)
-
-    return decorator
+    """Class decorator: ``@register_task("detection")`` makes the task usable from study files."""
+    return TASKS.register_class(name)
