@@ -80,7 +80,7 @@ def train_and_evaluate(ctx: TaskContext, train_set: Dataset, val_set: Dataset, g
     log.info("COCO evaluation (%d detections):\n%s", len(results), summary)
     last = state.history[-1]
     return ([metric(name, value) for name, value in values.items()]
-            + [metric("train_loss", last["loss"], "train"), metric("detections", len(results))])
+            + [metric("train_loss", last["loss"], "train")])
 
 
 @register_task("detection")
