@@ -12,7 +12,9 @@ STUDY_ARGS ?=
 SEEDS ?=
 SEED_ARGS := $(if $(SEEDS),--seeds $(SEEDS),)
 
-.PHONY: venv test study-imagenet-fractions tables figures report reports slurm-up slurm-down slurm-status test-slurm clean-results
+STUDIES := imagenet-fractions coco ade20k small-datasets small-datasets-mask75 long-schedule downstream
+STUDY_TARGETS := $(addprefix study-,$(STUDIES))
+.PHONY: venv test $(STUDY_TARGETS) tables figures report reports slurm-up slurm-down slurm-status test-slurm
 
 $(STAMP): pyproject.toml requirements/lock.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +24,8 @@ $(STAMP): pyproject.toml requirements/lock.txt
 
 venv: $(STAMP)
 
-study-%: $(STAMP)
+# a static pattern rule: phony targets never match plain pattern rules
+$(STUDY_TARGETS): study-%: $(STAMP)
 	$(PY) -m harness.cli run $* --scale $(SCALE) --executor $(EXECUTOR) $(SEED_ARGS) $(STUDY_ARGS)
 
 test: $(STAMP)

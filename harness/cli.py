@@ -155,6 +155,9 @@ def cmd_report(args) -> int:
     study_dir = _results_root(args) / name
     frame = load_collected(study_dir) if not args.recollect else __import__("harness.collect", fromlist=["collect"]).collect(study_dir)
     what = tuple(args.only) if args.only else None  # None: tables, figures, claims and the HTML page
+    if frame.empty:
+        print(f"no finished jobs under {study_dir}: run `harness run {args.study}` first", file=sys.stderr)
+        return 1
     written = write_report(frame, study_dir, scale=args.scale, what=what)
     for p in written:
         print(p)
