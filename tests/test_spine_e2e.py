@@ -105,3 +105,24 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path):
     assert "resumed from" in log
     subprocess.run(cmd + ["--results", str(clean_root)], env=env, check=True, capture_output=True)
     assert _metric_rows(killed_root / "micro") == _metric_rows(clean_root / "micro")
+
+
+def test_local_driver_waits_for_an_upstream_run_by_another_driver(tmp_path, monkeypatch):
+    import threading
+
+    monkeypatch.setenv("HARNESS_THREADS", "1")
+    plan = make_plan(load_study(write_micro(tmp_path, methods=["supervised"], fractions=[0.1])))
+    root = tmp_path / "results"
+    pre, down = plan.pretrain[0], plan.downstream[0]
+    assert launch(plan, executor="debug", results_root=root).failed == []
+    pre_dir, down_dir = root / "micro" / pre.id, root / "micro" / down.id
+    # the pre-training job now looks "running in another driver" (a live pid, no metrics yet) ...
+    metrics = (pre_dir / R.METRICS).read_text()
+    (pre_dir / R.METRICS).unlink()
+    R.atomic_write_json(pre_dir / R.SUBMITTED, {"executor": "local", "pid": os.getpid()})
+    (down_dir / R.METRICS).unlink()
+    # ... and finishes a moment later
+    threading.Timer(1.5, lambda: (pre_dir / R.METRICS).write_text(metrics)).start()
+    report = launch(plan, executor="local", results_root=root)
+    assert report.skipped_running == [pre.id] and report.submitted == [down.id]
+    assert report.outcome == {down.id: "done"} and (down_dir / R.METRICS).exists()

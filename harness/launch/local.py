@@ -50,6 +50,20 @@ def run_debug(specs: list[JobSpec], already_done: set[str]) -> dict[str, str]:
     return outcome
 
 
+def _follow_foreign_upstream(spec: JobSpec, done: set[str], failed: set[str]) -> None:
+    """An upstream job run by another driver (or an earlier run): follow its folder until it ends."""
+    state = R.local_job_state(Path(spec.study_dir) / spec.upstream)
+    if state == R.JobState.DONE:
+        done.add(spec.upstream)
+    elif state in (R.JobState.FAILED, R.JobState.DEPENDENCY_FAILED):
+        failed.add(spec.upstream)
+
+
+def _alive(job_dir: Path) -> bool:
+    sub = R.read_json(job_dir / R.SUBMITTED) or {}
+    return bool(sub.get("pid")) and R.pid_alive(int(sub["pid"]))
+
+
 def run_local(specs: list[JobSpec], already_done: set[str], max_parallel: int, threads_per_job: int,
               timeout_min: int) -> dict[str, str]:
     """Run specs as local subprocesses, at most ``max_parallel`` at a time; the driver waits for all of them."""
@@ -64,8 +78,16 @@ def run_local(specs: list[JobSpec], already_done: set[str], max_parallel: int, t
     executor = submitit.LocalExecutor(folder=folder)
     executor.update_parameters(timeout_min=timeout_min)
     with _study_bar(len(specs), 0) as bar:
+        ours = {s.job_id for s in specs}
         while waiting or running:
             for spec in list(waiting):
+                if spec.upstream and spec.upstream not in ours | done | failed:
+                    _follow_foreign_upstream(spec, done, failed)
+                    if spec.upstream not in done | failed and not _alive(Path(spec.study_dir) / spec.upstream):
+                        outcome[spec.job_id] = f"upstream {spec.upstream} stopped without a result; run again"
+                        waiting.remove(spec)  # nobody runs it any more: do not wait forever, and record nothing
+                        bar.update()
+                        continue
                 if spec.upstream in failed:
                     _mark_dependency_failed(spec, spec.upstream)
                     failed.add(spec.job_id)
