@@ -98,7 +98,7 @@ def cmd_run(args) -> int:
         print(f"FAILED {jid}: {report.outcome[jid]}  (see {study_dir_for(plan, root) / jid})")
     if args.executor in ("debug", "local"):
         study_dir = study_dir_for(plan, root)
-        frame = collect(study_dir)
+        frame = collect(study_dir, only={j.id for j in plan.jobs})
         from analysis.report import write_report
 
         written = write_report(frame, study_dir, scale=plan.study.scale_name)
@@ -138,9 +138,18 @@ def cmd_collect(args) -> int:
     from harness.collect import collect
     from harness.spec import load_study
 
-    study = load_study(args.study, args.scale)
+    from harness.errors import DataRootError
+    from harness.plan import make_plan
+
+    study = load_study(args.study, args.scale, seeds=_seeds(args.seeds))
     study_dir = _results_root(args) / study.name
-    frame = collect(study_dir)
+    only = None
+    if not args.all:
+        try:
+            only = {j.id for j in make_plan(study).jobs}
+        except DataRootError as e:  # e.g. results copied from a cluster to a laptop without the datasets
+            print(f"warning: cannot plan the study here ({e}); collecting every finished job", file=sys.stderr)
+    frame = collect(study_dir, only)
     print(f"{len(frame)} rows from {frame['job_id'].nunique()} jobs -> {study_dir / 'collected.csv'}, collected.parquet")
     return 0
 
@@ -219,7 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     st = study_cmd("status", "state of every job, by study cell and stage (one batched sacct call)")
     st.add_argument("--cluster", default=None, help="cluster profile whose results_root to read (default $HARNESS_CLUSTER)")
     st.set_defaults(fn=cmd_status)
-    study_cmd("collect", "gather complete jobs into results/<study>/collected.{csv,parquet}").set_defaults(fn=cmd_collect)
+    co = study_cmd("collect", "gather the study's finished jobs into results/<study>/collected.{csv,parquet}")
+    co.add_argument("--all", action="store_true", help="also jobs the current study file no longer plans")
+    co.set_defaults(fn=cmd_collect)
     rp = study_cmd("report", "write tables, figures, claims and report.html from stored results (runs nothing)")
     rp.add_argument("--only", nargs="*", choices=["tables", "figures", "claims", "html"])
     rp.add_argument("--recollect", action="store_true", help="re-read the job folders first")

@@ -17,9 +17,13 @@ COLUMNS = ["study", "scale", "stage", "job_id", "upstream", *COORDS, "metric", "
            "wall_time_s"]
 
 
-def collect_frame(study_dir: Path) -> pd.DataFrame:
+def collect_frame(study_dir: Path, only: set[str] | None = None) -> pd.DataFrame:
+    """Rows of every complete job, or of the jobs in ``only`` (the current plan: folders of jobs that a changed
+    study no longer has stay on disk, and must not mix into its tables)."""
     rows = []
     for job_dir in R.iter_job_dirs(study_dir):
+        if only is not None and job_dir.name not in only:
+            continue
         doc = R.read_json(job_dir / R.METRICS)
         if doc is None:
             continue
@@ -33,8 +37,8 @@ def collect_frame(study_dir: Path) -> pd.DataFrame:
     return frame
 
 
-def collect(study_dir: Path) -> pd.DataFrame:
-    frame = collect_frame(study_dir)
+def collect(study_dir: Path, only: set[str] | None = None) -> pd.DataFrame:
+    frame = collect_frame(study_dir, only)
     study_dir.mkdir(parents=True, exist_ok=True)
     frame.to_csv(study_dir / "collected.csv", index=False)
     frame.to_parquet(study_dir / "collected.parquet", index=False)

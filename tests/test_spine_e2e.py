@@ -126,3 +126,25 @@ def test_local_driver_waits_for_an_upstream_run_by_another_driver(tmp_path, monk
     report = launch(plan, executor="local", results_root=root)
     assert report.skipped_running == [pre.id] and report.submitted == [down.id]
     assert report.outcome == {down.id: "done"} and (down_dir / R.METRICS).exists()
+
+
+def test_collect_keeps_only_the_jobs_of_the_current_plan(tmp_path, monkeypatch):
+    from harness.collect import collect_frame
+
+    monkeypatch.setenv("HARNESS_THREADS", "1")
+    root = tmp_path / "results"
+    old = make_plan(load_study(write_micro(tmp_path, methods=["none"], method_params={})))
+    assert launch(old, executor="debug", results_root=root).failed == []
+    # the study changes (another fine-tuning schedule): the old job folders stay on disk ...
+    path = write_micro(tmp_path, methods=["none"], method_params={})
+    assert "epochs: 1" in path.read_text()
+    path.write_text(path.read_text().replace("epochs: 1", "epochs: 2"))
+    new = make_plan(load_study(path))
+    assert launch(new, executor="debug", results_root=root).failed == []
+    everything = collect_frame(root / "micro")
+    current = collect_frame(root / "micro", only={j.id for j in new.jobs})
+    # ... and do not mix into the current study's rows
+    downstream_ids = {j.id for j in old.jobs + new.jobs if j.stage == "downstream"}
+    assert set(everything["job_id"]) == downstream_ids and len(downstream_ids) == 2
+    assert set(current["job_id"]) == {j.id for j in new.jobs if j.stage == "downstream"}  # `none` has no metric rows
+    assert {j.id for j in old.jobs if j.stage == "downstream"}.isdisjoint(current["job_id"])
