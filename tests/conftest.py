@@ -22,3 +22,14 @@ def _isolated(tmp_path, monkeypatch):
         if var.startswith("HARNESS_DATA_"):
             monkeypatch.delenv(var)
     yield
+
+
+@pytest.fixture
+def one_thread():
+    """Two shared cores: one torch thread per test process avoids oversubscription (10x slower otherwise)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -10,13 +10,7 @@ from harness.tasks import TASKS, TaskContext
 from harness.tasks.knn import knn_scores
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Two shared cores: one thread per test process avoids oversubscription (10x slower otherwise)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _context(tmp_path, task: str, **overrides) -> tuple[TaskContext, torch.nn.Module]:

@@ -17,13 +17,7 @@ from harness.tasks._coco_eval import coco_from_targets
 CFG = EncoderConfig(img_size=16, patch_size=4, embed_dim=24, depth=2, num_heads=2)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Two shared cores: one thread per test process avoids oversubscription (10x slower otherwise)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _context(tmp_path, task: str, overrides: dict) -> TaskContext:
