@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cache
+from itertools import product
 from typing import Any
 
 from harness.errors import ConfigError
@@ -98,6 +100,11 @@ def pretrain_jobs(study: Study) -> list[Job]:
     grid = s.pretrain
     model = encoder_config(s.model).to_dict()
     jobs: dict[str, Job] = {}
+
+    @cache
+    def manifest_for(dataset: str, fraction: float):  # one manifest per subset, shared by every method and seed
+        return get_manifest(dataset, "train", fraction, grid.subset_seed)
+
     for method in grid.methods:
         cls = _method_class(method)
         overrides = grid.method_params.get(method, {})
@@ -107,32 +114,29 @@ def pretrain_jobs(study: Study) -> list[Job]:
             raise ConfigError(study.source, f"pretrain.method_params.{method}", str(e.args[0])) from None
         unavailable = "" if cls else f"method {method!r} is not implemented in this version of the harness"
         uses_data = cls.uses_data if cls else True
-        for dataset in grid.method_datasets.get(method, grid.datasets) if uses_data else [None]:
-            for fraction in grid.fractions if uses_data else [None]:
-                for epochs in grid.epochs if uses_data else [None]:
-                    for seed in grid.seeds:
-                        config: dict[str, Any] = {"stage": "pretrain", "method": method, "params": params,
-                                                  "model": model, "seed": seed}
-                        alias = None
-                        if dataset is not None:
-                            info = dataset_info(dataset)
-                            alias = info.alias
-                            if cls and cls.uses_labels and info.kind != "classification":
-                                raise ConfigError(study.source, "pretrain.datasets", f"method {method!r} needs image "
-                                                  f"labels, which dataset {dataset!r} ({info.kind}) does not have")
-                            index = get_index(dataset, "train")
-                            manifest = get_manifest(dataset, "train", fraction, grid.subset_seed)
-                            config["data"] = {"dataset": dataset, "split": "train", "fraction": fraction,
-                                              "subset_seed": grid.subset_seed, "manifest": manifest.content_hash,
-                                              "images": len(manifest)}
-                            reference = get_index(grid.updates_reference, "train") if grid.updates_reference else index
-                            config["schedule"] = _schedule(len(reference), len(manifest), params.get("batch_size", 64),
-                                                           epochs, grid.schedule, params.get("warmup_epochs", 0))
-                        coords = {"method": method, "pretrain_dataset": dataset, "fraction": fraction,
-                                  "epochs": epochs, "seed": seed, "task": None, "task_dataset": None}
-                        job_id = f"pre-{_pretrain_prefix(coords, alias)}-{identity(config)}"
-                        jobs[job_id] = Job(job_id, "pretrain", config, coords, s.resources.pretrain,
-                                           unavailable=unavailable)
+        datasets = grid.method_datasets.get(method, grid.datasets) if uses_data else [None]
+        fractions, epochs_list = (grid.fractions, grid.epochs) if uses_data else ([None], [None])
+        for dataset, fraction, epochs, seed in product(datasets, fractions, epochs_list, grid.seeds):
+            config: dict[str, Any] = {"stage": "pretrain", "method": method, "params": params,
+                                      "model": model, "seed": seed}
+            alias = None
+            if dataset is not None:
+                info = dataset_info(dataset)
+                alias = info.alias
+                if cls and cls.uses_labels and info.kind != "classification":
+                    raise ConfigError(study.source, "pretrain.datasets", f"method {method!r} needs image "
+                                      f"labels, which dataset {dataset!r} ({info.kind}) does not have")
+                manifest = manifest_for(dataset, fraction)
+                config["data"] = {"dataset": dataset, "split": "train", "fraction": fraction,
+                                  "subset_seed": grid.subset_seed, "manifest": manifest.content_hash,
+                                  "images": len(manifest)}
+                reference = get_index(grid.updates_reference or dataset, "train")
+                config["schedule"] = _schedule(len(reference), len(manifest), params.get("batch_size", 64),
+                                               epochs, grid.schedule, params.get("warmup_epochs", 0))
+            coords = {"method": method, "pretrain_dataset": dataset, "fraction": fraction,
+                      "epochs": epochs, "seed": seed, "task": None, "task_dataset": None}
+            job_id = f"pre-{_pretrain_prefix(coords, alias)}-{identity(config)}"
+            jobs[job_id] = Job(job_id, "pretrain", config, coords, s.resources.pretrain, unavailable=unavailable)
     return list(jobs.values())
 
 

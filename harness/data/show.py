@@ -36,12 +36,17 @@ def _tile(img: Image.Image, caption: str = "") -> Image.Image:
     return out
 
 
+def evenly_spaced(n: int, count: int) -> list[int]:
+    """``count`` positions spread over ``n`` items, first and last included: the samples a contact sheet shows."""
+    return [int(i) for i in np.linspace(0, n - 1, count).round()]
+
+
 def classification_tiles(name: str, split: str, count: int) -> list[Image.Image]:
     from harness.data import get_index
     from harness.data.images import load_rgb
 
     index = get_index(name, split)
-    positions = np.linspace(0, len(index) - 1, count).round().astype(int)
+    positions = evenly_spaced(len(index), count)
     tiles = []
     for p in positions:
         caption = index.classes[index.labels[p]] if index.labels is not None else Path(index.items[p]).name
@@ -54,8 +59,8 @@ def detection_tiles(name: str, split: str, count: int) -> list[Image.Image]:
 
     ds = CocoDetectionDataset(name, split)
     tiles = []
-    for i in np.linspace(0, len(ds) - 1, count).round().astype(int):
-        image, target = ds[int(i)]
+    for i in evenly_spaced(len(ds), count):
+        image, target = ds[i]
         scale = TILE / image.shape[2]
         img = _to_pil(image).resize((TILE, round(image.shape[1] * scale)), Image.NEAREST)
         overlay = np.asarray(img).astype(float)
@@ -77,8 +82,8 @@ def segmentation_tiles(name: str, split: str, count: int) -> list[Image.Image]:
 
     ds = SegmentationDataset(name, split)
     tiles = []
-    for i in np.linspace(0, len(ds) - 1, count).round().astype(int):
-        image, label = ds[int(i)]
+    for i in evenly_spaced(len(ds), count):
+        image, label = ds[i]
         lbl = label.numpy()
         rgb = PALETTE[lbl % len(PALETTE)]
         rgb[lbl == IGNORE_INDEX] = 0
