@@ -134,35 +134,42 @@ def cmd_status(args) -> int:
     return 0
 
 
-def cmd_collect(args) -> int:
+def _collect_study(args):
+    """Collect the study's finished jobs: those of its current plan (``--all``: every folder)."""
     from harness.collect import collect
-    from harness.spec import load_study
-
     from harness.errors import DataRootError
     from harness.plan import make_plan
+    from harness.spec import load_study
 
     study = load_study(args.study, args.scale, seeds=_seeds(args.seeds))
     study_dir = _results_root(args) / study.name
     only = None
-    if not args.all:
+    if not getattr(args, "all", False):
         try:
             only = {j.id for j in make_plan(study).jobs}
         except DataRootError as e:  # e.g. results copied from a cluster to a laptop without the datasets
             print(f"warning: cannot plan the study here ({e}); collecting every finished job", file=sys.stderr)
-    frame = collect(study_dir, only)
+    return collect(study_dir, only), study_dir
+
+
+def cmd_collect(args) -> int:
+    frame, study_dir = _collect_study(args)
     print(f"{len(frame)} rows from {frame['job_id'].nunique()} jobs -> {study_dir / 'collected.csv'}, collected.parquet")
     return 0
 
 
 def cmd_report(args) -> int:
+    import yaml
+
     from analysis.report import write_report
     from harness.collect import load_collected
     from harness.spec import find_study_file
-    import yaml
 
-    name = yaml.safe_load(find_study_file(args.study).read_text())["name"]
-    study_dir = _results_root(args) / name
-    frame = load_collected(study_dir) if not args.recollect else __import__("harness.collect", fromlist=["collect"]).collect(study_dir)
+    if args.recollect:
+        frame, study_dir = _collect_study(args)
+    else:
+        study_dir = _results_root(args) / yaml.safe_load(find_study_file(args.study).read_text())["name"]
+        frame = load_collected(study_dir)
     what = tuple(args.only) if args.only else None  # None: tables, figures, claims and the HTML page
     if frame.empty:
         print(f"no finished jobs under {study_dir}: run `harness run {args.study}` first", file=sys.stderr)
