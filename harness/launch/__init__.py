@@ -91,7 +91,7 @@ def launch(plan: Plan, executor: str = "local", results_root: Path | None = None
     if executor == "debug":
         from harness.launch.local import run_debug
 
-        report.outcome = run_debug(specs, set(report.skipped_done))
+        report.outcome = run_debug(specs)
     elif executor == "local":
         from harness.launch.local import run_local
 

@@ -26,7 +26,7 @@ def _study_bar(total: int, done: int) -> tqdm:
                 disable=os.environ.get("HARNESS_PROGRESS", "1") == "0")
 
 
-def run_debug(specs: list[JobSpec], already_done: set[str]) -> dict[str, str]:
+def run_debug(specs: list[JobSpec]) -> dict[str, str]:
     """Run every spec in-process, in order (pre-training first). Returns ``{job_id: "done" | error}``."""
     import submitit
 
