@@ -20,10 +20,10 @@ def test_list_shows_every_dataset_and_where(capsys, monkeypatch, tmp_path):
 
 def test_prepare_then_list_reports_sizes(capsys):
     assert main(["data", "prepare", "synthetic-fine"]) == 0
-    assert "train: 720 images, 24 classes" in capsys.readouterr().out
+    assert "train: 1200 images, 24 classes" in capsys.readouterr().out
     main(["data", "list"])
     line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("synthetic-fine "))
-    assert "train 720, 24 classes; val 240, 24 classes" in line
+    assert "train 1200, 24 classes; val 480, 24 classes" in line
 
 
 def test_prepare_unconfigured_dataset_is_one_error_line(capsys):

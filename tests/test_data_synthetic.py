@@ -110,7 +110,7 @@ def test_segmentation_label_files_use_zero_for_unlabelled():
 
 
 @pytest.mark.parametrize("name,classes,train,val", [("synthetic-objects", 10, 2000, 500),
-                                                    ("synthetic-fine", len(CLASSES), 720, 240)])
+                                                    ("synthetic-fine", len(CLASSES), 1200, 480)])
 def test_classification_sets_read_by_imagefolder(name, classes, train, val):
     from harness.data import check_dataset, get_index
 

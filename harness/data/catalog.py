@@ -30,8 +30,8 @@ register_dataset(DatasetInfo(
 ))
 register_dataset(DatasetInfo(
     name="synthetic-fine", kind="classification", alias="synfine", layout="imagefolder",
-    description="24 vehicle-like classes differing by subtle attributes (Stanford Cars stand-in)",
-    generator=generate_fine,
+    description="24 vehicle models of 4 makes (shared silhouettes) differing in details (Stanford Cars stand-in)",
+    generator=generate_fine, generator_version=2,
 ))
 
 # real datasets, by path
