@@ -109,6 +109,7 @@ def run_pretrain(spec: JobSpec) -> tuple[list[dict], int]:
 
 
 def run_downstream(spec: JobSpec) -> tuple[list[dict], int]:
+    from harness.data import dataset_fingerprint
     from harness.engine import device_for, seed_everything
     from harness.models.vit import encoder_config
     from harness.tasks import TASKS, TaskContext
@@ -117,6 +118,9 @@ def run_downstream(spec: JobSpec) -> tuple[list[dict], int]:
     encoder_path = Path(spec.study_dir) / cfg["upstream"] / R.ENCODER
     if not (Path(spec.study_dir) / cfg["upstream"] / R.METRICS).exists() or not encoder_path.exists():
         raise UpstreamNotDone(f"upstream job {cfg['upstream']} has not finished (no {encoder_path})")
+    if "dataset_fingerprint" in cfg and (now := dataset_fingerprint(cfg["dataset"])) != cfg["dataset_fingerprint"]:
+        raise RuntimeError(f"dataset {cfg['dataset']} changed since this job was planned (fingerprint {now} != "
+                           f"{cfg['dataset_fingerprint']}); re-plan the study")
     seed_everything(cfg["seed"])
     task = TASKS.get(cfg["task"])()
     ctx = TaskContext(job_dir=spec.job_dir, params=cfg["params"], encoder_cfg=encoder_config(cfg["model"]),

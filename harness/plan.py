@@ -1,8 +1,9 @@
 """Plan: a validated study -> the list of jobs to run, each with an identity, coordinates and dependencies.
 
 A job's identity is a short hash of the canonical JSON of its resolved configuration: method/task parameters
-after defaults and overrides, the encoder, the data (including the fraction manifest's content hash), the
-schedule in updates, the seed and, for a downstream job, its upstream job's identity. Resources, paths, the
+after defaults and overrides, the encoder, the data (the fraction manifest's content hash and a synthetic set's
+generator version; for a downstream job the fingerprint of its dataset), the schedule in updates, the seed and,
+for a downstream job, its upstream job's identity. Resources, paths, the
 study's name and the scale's name are excluded, so moving a job to another cluster keeps its results.
 """
 
@@ -93,7 +94,7 @@ def _method_class(name: str):
 
 
 def pretrain_jobs(study: Study) -> list[Job]:
-    from harness.data import dataset_info, get_index, get_manifest
+    from harness.data import dataset_info, dataset_version, get_index, get_manifest
     from harness.models.vit import encoder_config
 
     s = study.scale
@@ -127,9 +128,9 @@ def pretrain_jobs(study: Study) -> list[Job]:
                     raise ConfigError(study.source, "pretrain.datasets", f"method {method!r} needs image "
                                       f"labels, which dataset {dataset!r} ({info.kind}) does not have")
                 manifest = manifest_for(dataset, fraction)
-                config["data"] = {"dataset": dataset, "split": "train", "fraction": fraction,
-                                  "subset_seed": grid.subset_seed, "manifest": manifest.content_hash,
-                                  "images": len(manifest)}
+                config["data"] = {"dataset": dataset, "version": dataset_version(dataset), "split": "train",
+                                  "fraction": fraction, "subset_seed": grid.subset_seed,
+                                  "manifest": manifest.content_hash, "images": len(manifest)}
                 reference = get_index(grid.updates_reference or dataset, "train")
                 config["schedule"] = _schedule(len(reference), len(manifest), params.get("batch_size", 64),
                                                epochs, grid.schedule, params.get("warmup_epochs", 0))
@@ -149,13 +150,15 @@ def applies(entry, pre: Job) -> bool:
 
 
 def downstream_jobs(study: Study, upstream: list[Job]) -> list[Job]:
-    from harness.data import check_dataset, dataset_info
+    from harness.data import check_dataset, dataset_fingerprint, dataset_info
     from harness.tasks import TASKS
 
     s = study.scale
     jobs = []
+    fingerprints = {}
     for dataset in dict.fromkeys(e.dataset for e in s.downstream):
         check_dataset(dataset)  # a missing or malformed root fails now, at plan time, not in a worker
+        fingerprints[dataset] = dataset_fingerprint(dataset)
     for pre in upstream:
         for i, entry in enumerate(s.downstream):
             if not applies(entry, pre):
@@ -170,7 +173,8 @@ def downstream_jobs(study: Study, upstream: list[Job]) -> list[Job]:
                 raise ConfigError(study.source, f"downstream[{i}].dataset", f"task {entry.task!r} needs a "
                                   f"{cls.dataset_kind} dataset, but {entry.dataset!r} is a {info.kind} dataset")
             config = {"stage": "downstream", "task": entry.task, "params": params, "dataset": entry.dataset,
-                      "model": pre.config["model"], "upstream": pre.id, "seed": pre.coords["seed"]}
+                      "dataset_fingerprint": fingerprints[entry.dataset], "model": pre.config["model"],
+                      "upstream": pre.id, "seed": pre.coords["seed"]}
             coords = {**pre.coords, "task": entry.task, "task_dataset": entry.dataset}
             pre_alias = dataset_info(pre.coords["pretrain_dataset"]).alias if pre.coords["pretrain_dataset"] else None
             job_id = f"{entry.task}.{info.alias}-{_pretrain_prefix(pre.coords, pre_alias)}-{identity(config)}"

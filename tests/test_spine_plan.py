@@ -100,3 +100,35 @@ def test_paper_methods_not_implemented_are_reported_not_crashed(tmp_path, monkey
     assert all(j.coords["method"] == "dino" for j in bad)
     with pytest.raises(HarnessError, match="dino"):
         launch(plan, executor="debug", results_root=tmp_path / "r")
+
+
+def test_a_new_dataset_version_gives_new_ids_to_every_job_that_reads_the_set(tmp_path, monkeypatch, plan):
+    """A regenerated synthetic set may keep its file names and labels, which is all an index hash sees: its
+    generator version enters the ids of the pre-training jobs on it and, through the dataset fingerprint, of
+    every downstream job on it, random init's fine-tune included (its upstream reads no data)."""
+    import harness.data
+
+    monkeypatch.setattr(harness.data, "dataset_version", lambda name: 99)
+    again = make_plan(load_study(write_micro(tmp_path)))
+    before = {j.id for j in plan.jobs}
+    none = next(j for j in again.pretrain if j.coords["method"] == "none")
+    assert none.id in before
+    changed = [j for j in again.jobs if j is not none]
+    assert len(changed) == 5 and not any(j.id in before for j in changed)
+    assert all(d.config["dataset_fingerprint"] != plan.downstream[0].config["dataset_fingerprint"] for d in again.downstream)
+
+
+def test_a_downstream_job_refuses_a_dataset_changed_since_planning(tmp_path, plan):
+    from harness import results as R
+    from harness.job import JobSpec, run_downstream
+
+    down = next(d for d in plan.downstream if d.upstream.startswith("pre-none"))
+    up = tmp_path / "study" / down.upstream
+    up.mkdir(parents=True)
+    (up / R.METRICS).write_text("{}")
+    (up / R.ENCODER).write_bytes(b"")
+    config = {**down.config, "dataset_fingerprint": "0" * 16}
+    spec = JobSpec(job_id=down.id, stage="downstream", config=config, coords=down.coords, study="micro",
+                   scale="tiny", study_dir=str(tmp_path / "study"), upstream=down.upstream, device="cpu")
+    with pytest.raises(RuntimeError, match="changed since this job was planned"):
+        run_downstream(spec)

@@ -4,6 +4,8 @@
     get_index(name, split)                 -> Index (cached)
     get_manifest(name, split, fraction, seed) -> Manifest (saved; its hash enters job identities)
     check_dataset(name)                    -> {split: number of images}; one clear error if the root is wrong
+    dataset_version(name)                  -> generator version of a synthetic set, None for a real one
+    dataset_fingerprint(name)              -> hash of that version and every split's index (job identities)
 
 Layouts (how a root is read): ``imagefolder``, ``coco``, ``ade20k``, ``inat2019``. Torch datasets:
 ``images.ImageListDataset`` (images of an index, pre-training and classification),
@@ -13,6 +15,7 @@ Layouts (how a root is read): ``imagefolder``, ``coco``, ``ade20k``, ``inat2019`
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +40,7 @@ SYNTHETIC_SEED = 0
 __all__ = [
     "DATASETS", "DatasetInfo", "register_dataset", "LAYOUTS", "Index", "Manifest",
     "resolve_root", "get_index", "get_manifest", "dataset_info", "synthetic_root", "check_dataset",
+    "dataset_version", "dataset_fingerprint",
 ]
 
 
@@ -93,3 +97,20 @@ def check_dataset(name: str) -> dict[str, int]:
     """Resolve and index every split of ``name`` (cached after the first time): the plan calls it for each
     downstream dataset, so a missing or malformed root fails at plan time with one error naming the layout."""
     return {split: len(get_index(name, split)) for split in dataset_info(name).splits}
+
+
+def dataset_version(name: str) -> int | None:
+    """The generator version of a synthetic set, None for a real one. A job identity holds it because a new
+    generator can change a set's images while keeping its file names, which is all an index hash sees."""
+    info = dataset_info(name)
+    return info.generator_version if info.synthetic else None
+
+
+def dataset_fingerprint(name: str) -> str:
+    """What a downstream job's identity holds of the dataset it trains and evaluates on: a hash of the
+    dataset's version and of every split's index (paths and labels), so that a regenerated or re-exported
+    set gives new job ids instead of old results (pre-training jobs hold their manifest's hash instead)."""
+    h = hashlib.sha256(f"{name}|{dataset_version(name)}".encode())
+    for split in dataset_info(name).splits:
+        h.update(f"|{split}:{get_index(name, split).content_hash}".encode())
+    return h.hexdigest()[:16]
