@@ -30,8 +30,9 @@ def headline(frame: pd.DataFrame) -> pd.DataFrame:
     splits (e.g. val and test) is named ``metric@split`` so that splits are never averaged together."""
     f = frame[(frame["stage"] == "downstream") & (frame["split"] != "train") & ~frame["metric"].str.endswith("loss")]
     f = f.copy()
-    splits = f.groupby(["task", "metric"])["split"].transform("nunique")
-    f.loc[splits > 1, "metric"] = f["metric"] + "@" + f["split"].astype(str)
+    several = f.groupby(["task", "metric"])["split"].transform("nunique") > 1
+    if several.any():  # (string arithmetic on an empty or all-null column fails with pyarrow-backed strings)
+        f.loc[several, "metric"] = f.loc[several, "metric"].astype(str) + "@" + f.loc[several, "split"].astype(str)
     return f
 
 

@@ -95,6 +95,15 @@ def epoch_loader(dataset: Dataset, cfg: TrainConfig, epoch: int, collate_fn: Cal
                       persistent_workers=False, pin_memory=torch.cuda.is_available())
 
 
+def eval_workers(device: torch.device) -> int:
+    """Loader processes for an evaluation pass. Evaluation transforms draw no random numbers, so the count cannot
+    change a result and comes from the machine, not from the job's parameters: on GPU the CPUs this process may
+    use (at most 8, one left for the main process); on CPU none (spawning costs more than it saves there)."""
+    if device.type != "cuda":
+        return 0
+    return max(0, min(8, len(os.sched_getaffinity(0)) - 1))
+
+
 def updates_per_epoch(n_items: int, batch_size: int, drop_last: bool = True) -> int:
     bs = min(batch_size, n_items)
     return n_items // bs if drop_last else math.ceil(n_items / bs)
@@ -153,6 +162,8 @@ def train(
     model.train()
     while state.step < cfg.total_updates:
         t0, sums, count = time.time(), {}, 0
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
         if distributed.active():  # rank-specific augmentation streams, reproducible from any epoch boundary
             seed_everything(cfg.seed * 1_000_003 + state.epoch * 1_009 + distributed.rank())
         for batch in epoch_loader(dataset, cfg, state.epoch, collate_fn):
@@ -177,7 +188,11 @@ def train(
             bar.update()
             bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         state.epoch += 1
-        row = {"epoch": state.epoch, "step": state.step, "seconds": round(time.time() - t0, 3)}
+        seconds = time.time() - t0
+        row = {"epoch": state.epoch, "step": state.step, "seconds": round(seconds, 3),
+               "samples_per_s": round(count * cfg.batch_size / max(seconds, 1e-9), 2)}  # global batch, all ranks
+        if device.type == "cuda":
+            row["peak_mem_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
         row.update({k: distributed.mean_across_ranks(v / max(count, 1)) for k, v in sums.items()})
         state.history.append(row)
         log.info("epoch %d: %s", state.epoch, row)

@@ -43,4 +43,5 @@ def environment() -> dict:
     return {
         "git": git_state(), "packages": package_versions(), "python": sys.version.split()[0],
         "platform": platform.platform(), "host": socket.gethostname(), "pid": os.getpid(), "scheduler": sched,
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # the GPUs the scheduler gave the job
     }

@@ -7,7 +7,9 @@ from harness.models.vit import EncoderConfig, encoder_config
 
 # sustained training throughput assumed for the conversion; printed with every estimate
 CPU_FLOPS = 2e10  # two CPU cores, fp32
-GPU_FLOPS = 1.5e14  # one A100/H100-class GPU in bf16 at a realistic utilisation
+# one A100/H100-class GPU in bf16 at a realistic utilisation; measured through the engine on one H200: 1.85e14
+# (supervised ViT-B/16, 64 images per update; benchmarks/results/gpu_check_h200.json, README "GPU")
+GPU_FLOPS = 1.5e14
 
 
 def vit_forward_flops(cfg: EncoderConfig) -> float:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import ConfigError
 from harness.registry import did_you_mean
@@ -88,6 +88,16 @@ class Scale(Strict):
     downstream: list[Downstream] = []
     resources: StageResources = StageResources()
     device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @model_validator(mode="after")
+    def _cuda_needs_gpus(self) -> Scale:
+        # SLURM and the local executor hide every GPU from a job that asks for none
+        stages = [s for s in ("pretrain", "downstream")[:2 if self.downstream else 1]
+                  if getattr(self.resources, s).gpus_per_node == 0]
+        if self.device == "cuda" and stages:
+            raise ValueError(f"device is cuda but resources.{stages[0]}.gpus_per_node is 0: the scheduler would hide "
+                             "every GPU from those jobs; ask for at least one GPU or use device: auto / cpu")
+        return self
 
 
 class Study(BaseModel):

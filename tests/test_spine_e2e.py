@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness import results as R
 from harness.collect import collect
@@ -32,7 +33,11 @@ def _metric_rows(study_dir: Path) -> dict[str, list]:
 @pytest.mark.parametrize("executor", ["debug", "local"])
 def test_micro_study_runs_collects_and_reports(tmp_path, executor, monkeypatch):
     monkeypatch.setenv("HARNESS_THREADS", "1")
-    plan = make_plan(load_study(write_micro(tmp_path)))
+    path = write_micro(tmp_path)
+    study = yaml.safe_load(path.read_text())  # downstream jobs ask for a GPU (there is none: device stays cpu)
+    study["scales"]["tiny"]["resources"] = {"downstream": {"gpus_per_node": 1}}
+    path.write_text(yaml.safe_dump(study))
+    plan = make_plan(load_study(path))
     root = tmp_path / "results"
     report = launch(plan, executor=executor, results_root=root, max_parallel=2)
     assert report.failed == [] and len(report.submitted) == len(plan.jobs)
@@ -44,6 +49,9 @@ def test_micro_study_runs_collects_and_reports(tmp_path, executor, monkeypatch):
             assert (study_dir / job.id / name).exists()
     env = R.read_json(study_dir / plan.jobs[0].id / R.ENV)
     assert env["packages"]["torch"] and "commit" in env["git"]
+    if executor == "local":  # submitit shows a job the GPUs it asked for, and hides them from the others
+        visible = {j.stage: R.read_json(study_dir / j.id / R.ENV)["cuda_visible_devices"] for j in plan.jobs}
+        assert visible == {"pretrain": "", "downstream": "0"}
     frame = collect(study_dir)
     top1 = frame[frame["metric"] == "top1"]
     assert len(top1) == 3 and top1["value"].between(0, 100).all()

@@ -87,3 +87,13 @@ def test_missing_dataset_root_fails_before_anything_runs(tmp_path):
     data = _variant(datasets=["imagenet"])
     with pytest.raises(Exception, match="HARNESS_DATA_IMAGENET"):
         make_plan(load_study(_write(tmp_path, data)))
+
+
+def test_cuda_device_without_gpus_is_rejected_naming_the_key(tmp_path):
+    data = yaml.safe_load(yaml.safe_dump(MICRO))
+    data["scales"]["tiny"]["device"] = "cuda"
+    with pytest.raises(ConfigError) as e:
+        load_study(_write(tmp_path, data))
+    assert "scales.tiny" in str(e.value) and "resources.pretrain.gpus_per_node is 0" in str(e.value)
+    data["scales"]["tiny"]["resources"] = {"pretrain": {"gpus_per_node": 1}, "downstream": {"gpus_per_node": 1}}
+    assert load_study(_write(tmp_path, data)).scale.device == "cuda"

@@ -96,7 +96,8 @@ def launch(plan: Plan, executor: str = "local", results_root: Path | None = None
         from harness.launch.local import run_local
 
         timeout = max(j.resources.timeout_min for j in chosen)
-        report.outcome = run_local(specs, set(report.skipped_done), max_parallel, threads_per_job, timeout)
+        gpus = {j.id: j.resources.gpus_per_node for j in chosen}
+        report.outcome = run_local(specs, set(report.skipped_done), max_parallel, threads_per_job, timeout, gpus)
     else:
         from harness.launch.profiles import load_profile
         from harness.launch.slurm import submit_slurm

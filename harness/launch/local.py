@@ -65,8 +65,12 @@ def _alive(job_dir: Path) -> bool:
 
 
 def run_local(specs: list[JobSpec], already_done: set[str], max_parallel: int, threads_per_job: int,
-              timeout_min: int) -> dict[str, str]:
-    """Run specs as local subprocesses, at most ``max_parallel`` at a time; the driver waits for all of them."""
+              timeout_min: int, gpus: dict[str, int] | None = None) -> dict[str, str]:
+    """Run specs as local subprocesses, at most ``max_parallel`` at a time; the driver waits for all of them.
+
+    ``gpus``: GPUs per job (its resources' ``gpus_per_node``). submitit's local executor shows a job GPUs
+    0..n-1 through CUDA_VISIBLE_DEVICES and hides every GPU from a job that asks for none; jobs that run side by
+    side share the same GPUs."""
     import submitit
 
     outcome: dict[str, str] = {}
@@ -96,6 +100,7 @@ def run_local(specs: list[JobSpec], already_done: set[str], max_parallel: int, t
                     bar.update()
                 elif len(running) < max_parallel and (spec.upstream is None or spec.upstream in done):
                     os.environ["HARNESS_THREADS"] = str(threads_per_job)
+                    executor.update_parameters(gpus_per_node=(gpus or {}).get(spec.job_id, 0))
                     job = executor.submit(JobRunner(), spec)
                     R.atomic_write_json(spec.job_dir / R.SUBMITTED, {
                         "executor": "local", "pid": int(job.job_id), "submitted_at": time.time(),

@@ -45,6 +45,7 @@ class BEiT(PretrainMethod):
                  "mask_ratio": 0.4, "mask_shape": "block", "min_block_patches": 0, "crop_min_scale": 0.2,
                  **TOKENIZER_DEFAULTS["tiny"]},
         "paper": {"batch_size": 2048, "lr": 1.5e-3, "warmup_epochs": 10, "clip_grad": 3.0, "drop_path": 0.1,
+                  "num_workers": 10,
                   "mask_ratio": 0.4, "mask_shape": "block", "min_block_patches": 16, "crop_min_scale": 0.08,
                   **TOKENIZER_DEFAULTS["paper"]},
     }

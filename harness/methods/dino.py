@@ -76,6 +76,7 @@ class DINO(PretrainMethod):
                  "local_min_scale": 0.05, "student_temp": 0.1, "warmup_teacher_temp": 0.04, "teacher_temp": 0.04,
                  "teacher_temp_warmup": 0.1, "momentum_teacher": 0.996, "center_momentum": 0.9},
         "paper": {"batch_size": 1024, "lr": 2e-3, "min_lr": 1e-5, "weight_decay": 0.04, "warmup_epochs": 10,
+                  "num_workers": 10,
                   "clip_grad": 3.0, "drop_path": 0.1, "out_dim": 65536, "head_hidden_dim": 2048,
                   "head_bottleneck_dim": 256, "local_crops": 10, "local_crop_size": 0, "global_min_scale": 0.4,
                   "local_max_scale": 0.4, "local_min_scale": 0.05, "student_temp": 0.1, "warmup_teacher_temp": 0.04,

@@ -31,6 +31,7 @@ class MAE(PretrainMethod):
                  "mask_ratio": 0.75, "decoder_depth": 1, "decoder_dim": 64, "decoder_heads": 2,
                  "crop_min_scale": 0.2},
         "paper": {"batch_size": 4096, "lr": 2.4e-3, "warmup_epochs": 40, "betas": [0.9, 0.95], "drop_path": 0.0,
+                  "num_workers": 10,
                   "mask_ratio": 0.75, "decoder_depth": 8, "decoder_dim": 512, "decoder_heads": 16,
                   "crop_min_scale": 0.2},
     }

@@ -43,6 +43,7 @@ class SplitMask(PretrainMethod):
                  "mask_ratio": 0.5, "decoder_depth": 2, "decoder_dim": 0, "decoder_heads": 0,
                  "infonce_weight": 1.0, "temperature": 0.2, "crop_min_scale": 0.2, **TOKENIZER_DEFAULTS["tiny"]},
         "paper": {"batch_size": 2048, "lr": 1.5e-3, "warmup_epochs": 10, "clip_grad": 3.0, "drop_path": 0.1,
+                  "num_workers": 10,
                   "mask_ratio": 0.5, "decoder_depth": 2, "decoder_dim": 0, "decoder_heads": 0,
                   "infonce_weight": 1.0, "temperature": 0.2, "crop_min_scale": 0.08, **TOKENIZER_DEFAULTS["paper"]},
     }

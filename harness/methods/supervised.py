@@ -20,7 +20,8 @@ class Supervised(PretrainMethod):
               "augmentation are not used here)")
     defaults = {
         "tiny": {"batch_size": 64, "lr": 2e-3, "warmup_epochs": 1, "label_smoothing": 0.1, "drop_path": 0.0},
-        "paper": {"batch_size": 1024, "lr": 1e-3, "warmup_epochs": 5, "label_smoothing": 0.1, "drop_path": 0.1},
+        "paper": {"batch_size": 1024, "lr": 1e-3, "warmup_epochs": 5, "label_smoothing": 0.1, "drop_path": 0.1,
+                  "num_workers": 10},
     }
 
     def __init__(self, encoder_cfg, params, num_classes=None):

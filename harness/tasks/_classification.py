@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from harness.data import get_index
+from harness.engine import eval_workers
 from harness.data.images import ImageListDataset
 from harness.models.vit import build_encoder, load_encoder_weights
 from harness.tasks.base import TaskContext, metric
@@ -47,7 +48,7 @@ def topk_accuracy(model: nn.Module, dataset, batch_size: int, device: torch.devi
     model.eval()
     correct = {k: 0 for k in ks}
     total = 0
-    for images, labels in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+    for images, labels in DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=eval_workers(device)):
         images, labels = images.to(device), labels.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = model(images)
@@ -81,7 +82,7 @@ def extract_features(encoder: nn.Module, dataset, batch_size: int, device: torch
     """Features (float32, on CPU) and labels of a whole split, in dataset order, one pass without augmentation."""
     encoder.eval()
     feats, labels = [], []
-    for images, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+    for images, y in DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=eval_workers(device)):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             tokens = encoder.forward_features(images.to(device))
         feats.append(pool_tokens(tokens, pool, getattr(encoder, "num_prefix_tokens", 1)).float().cpu())

@@ -17,7 +17,7 @@ import torch
 from pycocotools.coco import COCO
 from torch.utils.data import DataLoader, Dataset
 
-from harness.engine import TrainConfig, train, updates_per_epoch
+from harness.engine import TrainConfig, eval_workers, train, updates_per_epoch
 from harness.models.vit import load_encoder_weights
 from harness.models.vitdet import DetectorConfig, build_maskrcnn
 from harness.tasks._coco_eval import coco_evaluate, detections_to_coco
@@ -45,7 +45,9 @@ def predict_coco(model: torch.nn.Module, dataset: Dataset, coco_ids, device: tor
     """Run the detector over ``dataset`` (original image sizes) and return COCO result entries."""
     model.eval()
     results = []
-    for images, targets in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_detection):
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_detection,
+                        num_workers=eval_workers(device))
+    for images, targets in loader:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             outputs = model([im.to(device) for im in images])
         for out, target in zip(outputs, targets):

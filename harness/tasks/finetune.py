@@ -25,7 +25,7 @@ class FineTune(DownstreamTask):
         # BEiT/MAE ViT-B fine-tuning recipe
         "paper": {"epochs": 100, "batch_size": 1024, "lr": 4e-3, "min_lr": 1e-6, "weight_decay": 0.05,
                   "layer_decay": 0.65, "drop_path": 0.1, "label_smoothing": 0.1, "warmup_epochs": 5,
-                  "mixup": 0.8, "cutmix": 1.0, "clip_grad": None},
+                  "mixup": 0.8, "cutmix": 1.0, "clip_grad": None, "num_workers": 10},
     }
 
     def run(self, ctx: TaskContext):
@@ -58,7 +58,7 @@ class FineTune(DownstreamTask):
         tc = TrainConfig(batch_size=p["batch_size"], total_updates=p["epochs"] * per_epoch,
                          warmup_updates=p["warmup_epochs"] * per_epoch, lr=p["lr"], min_lr=p["min_lr"],
                          weight_decay=p["weight_decay"], clip_grad=p["clip_grad"], layer_decay=p["layer_decay"],
-                         num_layers=cfg.depth, seed=ctx.seed)
+                         num_layers=cfg.depth, seed=ctx.seed, num_workers=p.get("num_workers", 0))
         state = train(model, step, train_set, tc, ctx.checkpoint_path, desc=f"finetune {ctx.dataset}", device=ctx.device)
         acc = topk_accuracy(model, val_set, p["batch_size"], ctx.device, ks=(1, min(5, num_classes)))
         return [metric("top1", 100 * acc[1]), metric("top5", 100 * acc[min(5, num_classes)]),

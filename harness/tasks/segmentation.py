@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from harness.engine import TrainConfig, train, updates_per_epoch
+from harness.engine import TrainConfig, eval_workers, train, updates_per_epoch
 from harness.models.upernet import SegmenterConfig, ViTUperNet
 from harness.models.vit import load_encoder_weights
 from harness.tasks._seg_metrics import IGNORE_INDEX, ConfusionTotals
@@ -72,7 +72,7 @@ def evaluate_segmentation(model: torch.nn.Module, dataset: Dataset, num_classes:
                           test_size: int, multiple: int) -> dict[str, float]:
     model.eval()
     totals = ConfusionTotals(num_classes, IGNORE_INDEX)
-    for image, label in DataLoader(dataset, batch_size=None, shuffle=False):
+    for image, label in DataLoader(dataset, batch_size=None, shuffle=False, num_workers=eval_workers(device)):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             prediction = predict_map(model, image.to(device), test_size, multiple)
         totals.update(prediction.cpu(), label)
@@ -97,7 +97,8 @@ def train_and_evaluate(ctx: TaskContext, train_set: Dataset, val_set: Dataset, n
     per_epoch = updates_per_epoch(len(train_set), p["batch_size"])
     total = p["updates"] or p["epochs"] * per_epoch
     tc = TrainConfig(batch_size=p["batch_size"], total_updates=total,
-                     warmup_updates=min(p["warmup_updates"], total // 2), lr=p["lr"], min_lr=p["min_lr"], weight_decay=p["weight_decay"], layer_decay=p["layer_decay"],
+                     warmup_updates=min(p["warmup_updates"], total // 2), lr=p["lr"], min_lr=p["min_lr"],
+                     weight_decay=p["weight_decay"], layer_decay=p["layer_decay"],
                      num_layers=ctx.encoder_cfg.depth, seed=ctx.seed, num_workers=p["num_workers"])
     state = train(model, step, train_set, tc, ctx.checkpoint_path, desc=f"segmentation {ctx.dataset}",
                   device=ctx.device)
