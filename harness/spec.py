@@ -92,8 +92,8 @@ class Scale(Strict):
     @model_validator(mode="after")
     def _cuda_needs_gpus(self) -> Scale:
         # SLURM and the local executor hide every GPU from a job that asks for none
-        stages = [s for s in ("pretrain", "downstream")[:2 if self.downstream else 1]
-                  if getattr(self.resources, s).gpus_per_node == 0]
+        stages = ["pretrain"] + (["downstream"] if self.downstream else [])
+        stages = [s for s in stages if getattr(self.resources, s).gpus_per_node == 0]
         if self.device == "cuda" and stages:
             raise ValueError(f"device is cuda but resources.{stages[0]}.gpus_per_node is 0: the scheduler would hide "
                              "every GPU from those jobs; ask for at least one GPU or use device: auto / cpu")

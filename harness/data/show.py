@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
 
 TILE = 160
@@ -54,26 +55,28 @@ def classification_tiles(name: str, split: str, count: int) -> list[Image.Image]
     return tiles
 
 
+def _dataset_tiles(ds, count: int, render) -> list[Image.Image]:
+    """Tiles of ``count`` evenly spaced samples of ``ds``; ``render(*sample) -> (image, caption)``."""
+    return [_tile(*render(*ds[i])) for i in evenly_spaced(len(ds), count)]
+
+
 def detection_tiles(name: str, split: str, count: int) -> list[Image.Image]:
+    from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
+
     from harness.data.coco_detection import CocoDetectionDataset
 
     ds = CocoDetectionDataset(name, split)
-    tiles = []
-    for i in evenly_spaced(len(ds), count):
-        image, target = ds[i]
-        scale = TILE / image.shape[2]
-        img = _to_pil(image).resize((TILE, round(image.shape[1] * scale)), Image.NEAREST)
-        overlay = np.asarray(img).astype(float)
-        for mask, label in zip(target["masks"], target["labels"]):
-            m = np.asarray(Image.fromarray(mask.numpy() * 255).resize(img.size, Image.NEAREST)) > 0
-            overlay[m] = 0.45 * overlay[m] + 0.55 * np.array(colour(int(label)))
-        img = Image.fromarray(overlay.astype(np.uint8))
-        draw = ImageDraw.Draw(img)
-        for box, label in zip(target["boxes"], target["labels"]):
-            draw.rectangle([float(v) * scale for v in box], outline=colour(int(label)), width=2)
+
+    def render(image, target):
+        colours = [colour(int(label)) for label in target["labels"]]
+        pixels = (image * 255).round().to(torch.uint8)
+        if colours:
+            pixels = draw_segmentation_masks(pixels, target["masks"].bool(), alpha=0.55, colors=colours)
+            pixels = draw_bounding_boxes(pixels, target["boxes"], colors=colours)
         names = sorted({ds.categories.names[int(l) - 1] for l in target["labels"]})
-        tiles.append(_tile(img, f"{len(target['labels'])}: {','.join(names)}"))
-    return tiles
+        return _to_pil(pixels.float() / 255), f"{len(colours)}: {','.join(names)}"
+
+    return _dataset_tiles(ds, count, render)
 
 
 def segmentation_tiles(name: str, split: str, count: int) -> list[Image.Image]:
@@ -81,18 +84,17 @@ def segmentation_tiles(name: str, split: str, count: int) -> list[Image.Image]:
     from harness.data.segmentation import SegmentationDataset
 
     ds = SegmentationDataset(name, split)
-    tiles = []
-    for i in evenly_spaced(len(ds), count):
-        image, label = ds[i]
+
+    def render(image, label):
         lbl = label.numpy()
         rgb = PALETTE[lbl % len(PALETTE)]
         rgb[lbl == IGNORE_INDEX] = 0
         pair = Image.new("RGB", (image.shape[2] * 2 + 2, image.shape[1]), (255, 255, 255))
         pair.paste(_to_pil(image), (0, 0))
         pair.paste(Image.fromarray(rgb), (image.shape[2] + 2, 0))
-        present = [ds.class_names[k] for k in np.unique(lbl) if k != IGNORE_INDEX]
-        tiles.append(_tile(pair, ",".join(present)))
-    return tiles
+        return pair, ",".join(ds.class_names[k] for k in np.unique(lbl) if k != IGNORE_INDEX)
+
+    return _dataset_tiles(ds, count, render)
 
 
 def contact_sheet(name: str, out: Path, split: str = "train", count: int = 16, columns: int | None = None) -> Path:
