@@ -7,7 +7,6 @@ import math
 import re
 
 import torch
-from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 NO_DECAY_NAMES = ("pos_embed", "cls_token", "mask_token", "dist_token", "reg_token")
@@ -30,12 +29,9 @@ def vit_layer_id(name: str, num_layers: int) -> int:
 def param_groups(model: nn.Module, weight_decay: float, layer_decay: float | None = None,
                  num_layers: int | None = None) -> list[dict]:
     """AdamW groups: no decay for biases, norms, positions and tokens; with ``layer_decay``, lr scale
-    ``layer_decay ** (num_layers + 1 - depth)``. A bare timm ViT gets timm's own ``param_groups_layer_decay``
-    (BEiT's and MAE's rule); a ViT inside another model (detection, segmentation) gets the same rule here."""
-    if layer_decay is not None and isinstance(model, VisionTransformer):
-        from timm.optim import param_groups_layer_decay
-
-        return param_groups_layer_decay(model, weight_decay, model.no_weight_decay(), layer_decay=layer_decay)
+    ``layer_decay ** (num_layers + 1 - depth)`` with BEiT's and MAE's depths (embeddings 0, block i i+1, the rest
+    num_layers + 1). timm's ``param_groups_layer_decay`` agrees except for the final norm, which timm puts
+    with the last block (scale ``layer_decay``) and both references with the head (scale 1)."""
     groups: dict[tuple[int, bool], dict] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:

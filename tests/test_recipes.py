@@ -114,3 +114,54 @@ def test_finetune_reads_a_mean_pooling_encoder_with_fc_norm(tmp_path, monkeypatc
     rows = ft.FineTune().run(ctx)
     assert built[0].global_pool == "avg" and not isinstance(built[0].fc_norm, torch.nn.Identity)
     assert {r["name"] for r in rows} == {"top1", "top5", "train_loss"}
+
+
+def test_dino_weight_decay_follows_a_cosine_from_0_04_to_0_4(tmp_path, monkeypatch):
+    from torch.utils.data import TensorDataset
+
+    from harness import engine
+    from harness.optim import set_weight_decay
+
+    seen = []
+    monkeypatch.setattr(engine, "set_weight_decay", lambda opt, wd: (seen.append(wd), set_weight_decay(opt, wd)))
+    params = METHODS.get("dino").resolved_params("paper")
+    assert (params["weight_decay"], params["weight_decay_end"]) == (0.04, 0.4)
+    model = torch.nn.Linear(3, 1)
+    cfg = engine.TrainConfig(batch_size=2, total_updates=5, warmup_updates=0, lr=1e-3, weight_decay=0.04,
+                             weight_decay_end=0.4)
+    engine.train(model, lambda b: (model(b[0]).pow(2).mean(), {}), TensorDataset(torch.randn(10, 3)), cfg,
+                 tmp_path / "ckpt.pt", device=torch.device("cpu"))
+    assert seen[0] == pytest.approx(0.04) and seen == sorted(seen) and seen[-1] < 0.4
+    optimizer = torch.optim.AdamW([{"params": [torch.nn.Parameter(torch.ones(2))], "weight_decay": 0.0},
+                                   {"params": [torch.nn.Parameter(torch.ones(2))], "weight_decay": 0.04}])
+    set_weight_decay(optimizer, 0.3)
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.0, 0.3]  # exclusions stay excluded
+
+
+def test_dino_freezes_its_last_layer_during_the_first_epoch_and_norms_it_per_architecture():
+    from harness.methods.dino import norm_last_layer
+
+    params = METHODS.get("dino").resolved_params("tiny", {"out_dim": 16})
+    dino = METHODS.get("dino")(CFG, params)
+    dino.updates_per_epoch = 3.0
+    for step, frozen in ((0, True), (2, True), (3, False)):
+        for p in dino.head.parameters():
+            p.grad = torch.ones_like(p)
+        dino.before_optimizer_step(step, 10)
+        assert (dino.head.last_layer_direction.grad is None) == frozen
+        assert dino.head.mlp[0].weight.grad is not None
+    paper = METHODS.get("dino").resolved_params("paper")
+    assert paper["freeze_last_layer"] == 1 and paper["norm_last_layer"] is None
+    assert norm_last_layer(paper, encoder_config("vit-b16")) is True
+    assert norm_last_layer(paper, encoder_config("vit-s16")) is False
+
+
+def test_supervised_is_deit_and_repeats_each_drawn_image_three_times():
+    from harness.engine import TrainConfig, epoch_order
+
+    p = METHODS.get("supervised").resolved_params("paper")
+    assert (p["auto_augment"], p["mixup"], p["cutmix"], p["label_smoothing"], p["reprob"], p["repeated_aug"],
+            p["crop_min_scale"]) == ("rand-m9-mstd0.5-inc1", 0.8, 1.0, 0.1, 0.25, 3, 0.08)
+    order = epoch_order(12, TrainConfig(batch_size=6, total_updates=1, warmup_updates=0, lr=1.0, repeated_aug=3), 0,
+                        torch.Generator())
+    assert len(order) == 12 and all(order[i] == order[i + 1] == order[i + 2] for i in range(0, 12, 3))
