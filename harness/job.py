@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ class JobSpec:
     study_dir: str
     upstream: str | None = None
     device: str = "auto"
+    datasets: dict[str, Any] = field(default_factory=dict)  # the study's own dataset declarations
 
     @property
     def job_dir(self) -> Path:
@@ -138,6 +139,10 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
 
     job_dir = spec.job_dir
     job_dir.mkdir(parents=True, exist_ok=True)
+    if spec.datasets:
+        from harness.data.declare import declare_portable
+
+        declare_portable(spec.datasets)
     if (existing := R.read_json(job_dir / R.METRICS)) is not None:
         return existing
     distributed.init_from_environment(device_for(spec.device))

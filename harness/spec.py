@@ -108,12 +108,14 @@ class Study(BaseModel):
     scale_name: str
     scale: Scale
     source: str  # the file it came from
+    datasets: dict[str, Any] = {}  # the datasets the study declares, as plain values a worker re-declares
 
 
 class StudyFile(Strict):
     name: str
     description: str = ""
     default_scale: str = "tiny"
+    datasets: Any = None  # declarations, validated by harness.data.declare
     common: dict[str, Any] = {}
     scales: dict[str, dict[str, Any]] = Field(min_length=1)
 
@@ -195,6 +197,14 @@ def _check_subsets(s: Scale, path: str, origin) -> None:
                 raise ConfigError(path, origin(loc), f"{kind} {n!r} is not in the grid's {kind}s ({', '.join(allowed)})")
 
 
+def _declare_datasets(path: Path, section: Any) -> dict[str, Any]:
+    from harness.data.declare import as_portable, declare, study_declarations
+
+    infos = study_declarations(path, section)
+    declare(infos)
+    return as_portable(infos)
+
+
 def find_study_file(study: str | Path) -> Path:
     """A path, or a study name resolved in ``studies/`` (``imagenet-fractions`` -> ``studies/imagenet_fractions.yaml``)."""
     p = Path(study)
@@ -243,6 +253,7 @@ def load_study(study: str | Path, scale: str | None = None, seeds: int | list[in
         found, value = _lookup(merged, err["loc"])
         key = _origin(raw, scale, err["loc"]) if err["loc"] else f"scales.{scale}"
         raise ConfigError(str(path), key, err["msg"], value if found else None) from None
-    study_obj = Study(name=raw.name, description=raw.description, scale_name=scale, scale=scale_model, source=str(path))
+    study_obj = Study(name=raw.name, description=raw.description, scale_name=scale, scale=scale_model, source=str(path),
+                      datasets=_declare_datasets(path, raw.datasets))
     check_names(study_obj, raw)
     return study_obj

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -82,7 +83,14 @@ def get_index(name: str, split: str, rebuild: bool = False) -> Index:
         raise ValueError(f"dataset {name!r} has no split {split!r} (splits: {', '.join(info.splits)})")
     indexer = LAYOUTS[info.layout][0]
     root = resolve_root(name)
-    return cached_index(name, split, root, lambda: indexer(name, root, split), rebuild=rebuild)
+    return cached_index(_index_key(info), split, root, lambda: indexer(name, root, split), rebuild=rebuild)
+
+
+def _index_key(info: DatasetInfo) -> str:
+    """The index cache's name for a dataset: declared class names (their order is the label order) enter it."""
+    if not info.extra.get("classes"):
+        return info.name
+    return f"{info.name}-c{hashlib.sha256(json.dumps(info.extra['classes']).encode()).hexdigest()[:8]}"
 
 
 def get_manifest(name: str, split: str, fraction: float, seed: int) -> Manifest:

@@ -41,7 +41,7 @@ def study_dir_for(plan: Plan, results_root: Path) -> Path:
 def job_spec(job: Job, plan: Plan, study_dir: Path) -> JobSpec:
     return JobSpec(job_id=job.id, stage=job.stage, config=job.config, coords=job.coords, study=plan.study.name,
                    scale=plan.study.scale_name, study_dir=str(study_dir), upstream=job.upstream,
-                   device=plan.study.scale.device)
+                   device=plan.study.scale.device, datasets=plan.study.datasets)
 
 
 def select(plan: Plan, statuses: dict[str, JobStatus], retry_failed: bool) -> tuple[list[Job], LaunchReport]:
