@@ -45,8 +45,10 @@ class UpstreamNotDone(RuntimeError):
 
 
 def _attach_log(job_dir: Path) -> logging.Handler:
+    from harness.joblog import JsonFormatter
+
     handler = logging.FileHandler(job_dir / R.LOG)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    handler.setFormatter(JsonFormatter())
     root = logging.getLogger("harness")
     root.setLevel(logging.INFO)
     root.addHandler(handler)
@@ -130,6 +132,18 @@ def run_downstream(spec: JobSpec) -> tuple[list[dict], int]:
     return task.run(ctx), 0
 
 
+def _curves(spec: JobSpec, main: bool):
+    """Record the job's training curves (rank 0 only): history.jsonl here, TensorBoard runs by study cell."""
+    from contextlib import nullcontext
+
+    from harness.curves import TENSORBOARD, active, cell_label, recording
+
+    if not main:
+        return nullcontext(active())
+    tb_dir = Path(spec.study_dir) / TENSORBOARD / cell_label(spec.coords) / spec.job_id
+    return recording(spec.job_dir, tb_dir)
+
+
 def run_job(spec: JobSpec) -> dict[str, Any]:
     """Run one job to completion (or resume it); returns the metrics document it wrote.
 
@@ -156,7 +170,9 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
     try:
         _configure_threads()
         log.info("job %s starts (%s)", spec.job_id, spec.stage)
-        rows, updates = (run_pretrain if spec.stage == "pretrain" else run_downstream)(spec)
+        with _curves(spec, main) as curves:
+            rows, updates = (run_pretrain if spec.stage == "pretrain" else run_downstream)(spec)
+            curves.eval_rows(rows)
         doc = {"job_id": spec.job_id, "study": spec.study, "scale": spec.scale, "stage": spec.stage,
                "upstream": spec.upstream, **spec.coords, "metrics": rows, "updates": updates,
                "wall_time_s": round(time.time() - start, 2), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}

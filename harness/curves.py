@@ -1,0 +1,163 @@
+"""Training curves of one job: scalars to ``history.jsonl`` in the job folder and to TensorBoard event files.
+
+Rows are written every ``HARNESS_LOG_EVERY`` updates (default 10) and at the last update, with each loss
+term, the learning rate, the gradient norm and images/s; evaluations add rows of ``kind: eval``. TensorBoard
+runs live under ``<study>/tensorboard/<cell>/<job-id>``, so ``tensorboard --logdir results/<study>`` shows
+every job named by its study cell. Logging reads values the step computed anyway: it changes no result.
+
+The engine asks ``active()`` for the running job's recorder; outside a job it gets one that records nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+HISTORY = "history.jsonl"
+TENSORBOARD = "tensorboard"
+
+
+def log_every() -> int:
+    return max(1, int(os.environ.get("HARNESS_LOG_EVERY", "10")))
+
+
+def cell_label(coords: dict[str, Any]) -> str:
+    """The study cell of a job's coordinates: ``mae-synobj-f0.10-e3``, or the method alone without data."""
+    if coords.get("pretrain_dataset") is None:
+        return str(coords["method"])
+    return f"{coords['method']}-{coords['pretrain_dataset']}-f{coords['fraction']:.2f}-e{coords['epochs']}"
+
+
+class Curves:
+    """Writes one job's scalars; ``train_step`` keeps its own interval and throughput clock."""
+
+    def __init__(self, job_dir: Path, tb_dir: Path | None, every: int | None = None):
+        self.history = job_dir / HISTORY
+        self.every = every or log_every()
+        self.tb_dir = tb_dir
+        self._writer = None
+        self._clock = (time.time(), 0)  # (time, images) at the last training row
+        self.position = (0, 0)  # (step, total) of the last row
+
+    def due(self, step: int, total: int) -> bool:
+        return step % self.every == 0 or step == total
+
+    def train_step(self, step: int, total: int, images: int, scalars: dict[str, float]) -> None:
+        """Called after every update with the images it saw; writes a row when one is due."""
+        t0, seen = self._clock
+        seen += images
+        if not self.due(step, total):
+            self._clock = (t0, seen)
+            return
+        now = time.time()
+        self._clock = (now, 0)
+        self.write("train", step, total, {**scalars, "images_per_s": round(seen / max(now - t0, 1e-9), 2)})
+
+    def eval(self, step: int, total: int, metrics: dict[str, float]) -> None:
+        self.write("eval", step, total, metrics)
+
+    def eval_rows(self, rows: list[dict[str, Any]]) -> None:
+        """A job's final metric rows (``name``, ``value``, ``split``), at the last update it trained."""
+        metrics = {}
+        for r in rows:
+            if not isinstance(r.get("value"), (int, float)):
+                continue
+            split = r.get("split")
+            metrics[r["name"] if split in (None, "val") else f"{r['name']}_{split}"] = r["value"]
+        if metrics:
+            self.eval(*self.position, metrics)
+
+    def write(self, kind: str, step: int, total: int, scalars: dict[str, float]) -> None:
+        values = {k: float(v) for k, v in scalars.items()}
+        self.position = (step, total)
+        row = {"kind": kind, "step": step, "total": total, "time": round(time.time(), 3), **values}
+        with open(self.history, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.tb_dir is not None:
+            writer = self._tensorboard()
+            for k, v in values.items():
+                writer.add_scalar(f"{kind}/{k}", v, step)
+            writer.flush()
+
+    def _tensorboard(self):
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(log_dir=str(self.tb_dir))
+        return self._writer
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+class _NoCurves(Curves):
+    def __init__(self):
+        self.every, self.position = 1 << 62, (0, 0)
+
+    def due(self, step: int, total: int) -> bool:
+        return False
+
+    def train_step(self, step: int, total: int, images: int, scalars: dict[str, float]) -> None:
+        return None
+
+    def write(self, kind: str, step: int, total: int, scalars: dict[str, float]) -> None:
+        return None
+
+
+_ACTIVE: list[Curves] = []
+
+
+def active() -> Curves:
+    """The running job's recorder, or one that records nothing."""
+    return _ACTIVE[-1] if _ACTIVE else _NoCurves()
+
+
+@contextmanager
+def recording(job_dir: Path, tb_dir: Path | None) -> Iterator[Curves]:
+    curves = Curves(job_dir, tb_dir)
+    _ACTIVE.append(curves)
+    try:
+        yield curves
+    finally:
+        _ACTIVE.remove(curves)
+        curves.close()
+
+
+def read_history(job_dir: Path) -> list[dict[str, Any]]:
+    """Rows of ``history.jsonl``; a run resumed from a checkpoint repeats some steps: the later row wins."""
+    path = job_dir / HISTORY
+    if not path.exists():
+        return []
+    rows: dict[tuple[str, int], dict] = {}
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # a line being written
+            continue
+        rows[(row["kind"], row["step"])] = row
+    return sorted(rows.values(), key=lambda r: (r["step"], r["kind"] == "eval"))
+
+
+def last_row(job_dir: Path, kind: str = "train") -> dict[str, Any] | None:
+    """The newest row of a kind, read from the end of the file (cheap on long histories)."""
+    path = job_dir / HISTORY
+    if not path.exists():
+        return None
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 65536))
+        lines = f.read().decode(errors="replace").splitlines()
+    for line in reversed(lines):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if row.get("kind") == kind:
+            return row
+    return None
