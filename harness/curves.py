@@ -144,20 +144,58 @@ def read_history(job_dir: Path) -> list[dict[str, Any]]:
     return sorted(rows.values(), key=lambda r: (r["step"], r["kind"] == "eval"))
 
 
-def last_row(job_dir: Path, kind: str = "train") -> dict[str, Any] | None:
-    """The newest row of a kind, read from the end of the file (cheap on long histories)."""
+def _tail_rows(job_dir: Path, nbytes: int = 65536) -> list[dict[str, Any]]:
+    """The rows in the last ``nbytes`` of ``history.jsonl`` (cheap on long histories); a half-written line is skipped."""
     path = job_dir / HISTORY
     if not path.exists():
-        return None
+        return []
     with open(path, "rb") as f:
         f.seek(0, os.SEEK_END)
-        f.seek(max(0, f.tell() - 65536))
+        f.seek(max(0, f.tell() - nbytes))
         lines = f.read().decode(errors="replace").splitlines()
-    for line in reversed(lines):
+    rows = []
+    for line in lines:
         try:
-            row = json.loads(line)
+            rows.append(json.loads(line))
         except json.JSONDecodeError:
             continue
-        if row.get("kind") == kind:
-            return row
-    return None
+    return [r for r in rows if isinstance(r, dict) and "kind" in r]
+
+
+def last_row(job_dir: Path, kind: str = "train") -> dict[str, Any] | None:
+    """The newest row of a kind."""
+    return next((r for r in reversed(_tail_rows(job_dir)) if r["kind"] == kind), None)
+
+
+def progress(job_dir: Path, now: float | None = None) -> dict[str, Any] | None:
+    """``{step, total, loss, eta_s}`` of a running job from its newest training rows; ``eta_s`` is None until two
+    rows of the current run (since the last resume) give a rate."""
+    rows = [r for r in _tail_rows(job_dir) if r["kind"] == "train"]
+    if not rows:
+        return None
+    last = rows[-1]
+    first = last
+    for r in reversed(rows[:-1]):  # back to the start of this run: steps and times increase
+        if r.get("total") != last.get("total") or r["step"] >= first["step"] or r["time"] >= first["time"]:
+            break
+        first = r
+    eta = None
+    if first is not last and last["time"] > first["time"]:
+        rate = (last["step"] - first["step"]) / (last["time"] - first["time"])
+        eta = max(0.0, (last["total"] - last["step"]) / rate - ((now or time.time()) - last["time"]))
+    return {"step": last["step"], "total": last["total"], "loss": last.get("loss"), "eta_s": eta}
+
+
+def progress_text(job_dir: Path) -> str:
+    """``update 120/400, loss 2.310, ETA 3m10s`` (empty when the job has written no row yet)."""
+    p = progress(job_dir)
+    if p is None:
+        return ""
+    text = f"update {p['step']}/{p['total']}"
+    if p["loss"] is not None:
+        text += f", loss {p['loss']:.4g}"
+    if p["eta_s"] is not None:
+        minutes, seconds = divmod(int(round(p["eta_s"])), 60)
+        hours, minutes = divmod(minutes, 60)
+        text += ", ETA " + (f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s")
+    return text
