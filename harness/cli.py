@@ -45,11 +45,23 @@ def _seeds(text: str | None) -> int | list[int] | None:
 
 
 def cmd_plan(args) -> int:
+    from harness.data import without_roots
+    from harness.errors import DataRootError
+
+    try:
+        plan, missing = _load(args), {}
+    except DataRootError:  # show the whole grid anyway, with every missing root at once
+        with without_roots() as missing:
+            plan = _load(args)
+            return _print_plan(plan, args, missing)
+    return _print_plan(plan, args, missing)
+
+
+def _print_plan(plan, args, missing: dict[str, str]) -> int:
     from harness.estimate import CPU_FLOPS, GPU_FLOPS, format_duration, job_flops
     from harness.launch import study_dir_for
     from harness.launch.state import job_statuses
 
-    plan = _load(args)
     study_dir = study_dir_for(plan, _results_root(args))
     statuses = job_statuses(plan.jobs, study_dir)
     s = plan.study
@@ -74,6 +86,12 @@ def cmd_plan(args) -> int:
           f" (assuming {GPU_FLOPS / 1e12:.0f} TFLOP/s per GPU, {CPU_FLOPS / 1e9:.0f} GFLOP/s on CPU)")
     for reason in sorted({j.unavailable for j in plan.jobs if j.unavailable}):
         print(f"unavailable: {reason}")
+    if missing:
+        print(f"\n{len(missing)} dataset(s) not found here; the estimate uses their declared image counts and the "
+              "ids of jobs that read them are provisional:")
+        for name, error in missing.items():
+            print(f"  {name}: {error}")
+        return 1
     return 0
 
 

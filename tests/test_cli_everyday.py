@@ -126,3 +126,26 @@ def test_cancel_stops_the_drivers_and_the_running_local_jobs_of_a_stage(tmp_path
     finally:
         for p in sleepers.values():
             p.kill()
+
+
+def test_plan_without_data_roots_prints_the_grid_its_estimate_and_every_missing_root(tmp_path, capsys):
+    import yaml
+
+    path = write_micro(tmp_path, datasets=["lab-photos"])
+    study = yaml.safe_load(path.read_text())
+    study["datasets"] = {
+        "lab-photos": {"kind": "classification", "layout": "imagefolder", "root": "nowhere/photos",
+                       "images": {"train": 5000, "val": 1000}},
+        "lab-scans": {"kind": "classification", "layout": "imagefolder", "root": "$LAB_SCANS_UNSET",
+                      "images": {"train": 800, "val": 200}},
+    }
+    study["scales"]["tiny"]["downstream"][0]["dataset"] = "lab-scans"
+    path.write_text(yaml.safe_dump(study))
+    assert main(["plan", str(path), "--results", str(tmp_path / "results")]) == 1
+    out = capsys.readouterr().out
+    assert "3 pre-training + 3 downstream jobs" in out and "compute:" in out
+    assert "pre-supervised-lab-photos-f0.10-e3-s0-" in out and "finetune.lab-scans-none-s0-" in out
+    assert "2 dataset(s) not found here" in out
+    assert "lab-photos: " in out and "nowhere/photos does not exist" in out
+    assert "lab-scans: " in out and "LAB_SCANS_UNSET is not set" in out
+    assert not any(tmp_path.glob("**/manifests/*lab-photos*"))

@@ -10,7 +10,8 @@
 
 Optional keys: ``alias`` (short name in job ids, default the name), ``description``, ``classes`` (ImageFolder:
 the expected class folders, in label order), ``num_classes`` (ADE20k layout without objectInfo150.txt),
-``labels_for_fractions`` (class-balanced fractions; default: classification sets), and for a synthetic set
+``labels_for_fractions`` (class-balanced fractions; default: classification sets), ``images`` (split -> image
+count, for ``harness plan`` before the data is there), and for a synthetic set
 ``generator`` (``module:function`` writing the layout under a root) and ``generator_version``.
 """
 
@@ -42,6 +43,7 @@ class DatasetDecl(BaseModel):
     splits: dict[str, str] = {"train": "train", "val": "val"}
     classes: list[str] | None = None
     num_classes: int | None = Field(None, ge=1)
+    images: dict[str, int] = {}  # split -> image count: estimates a plan before the data is here
     labels_for_fractions: bool | None = None
     generator: str | None = None
     generator_version: int = Field(1, ge=1)
@@ -84,6 +86,8 @@ def to_info(name: str, decl: DatasetDecl, file: Path) -> DatasetInfo:
         extra["split_dirs"] = {k: v for k, v in decl.splits.items() if k != v}
     if decl.num_classes is not None:
         extra["num_classes"] = decl.num_classes
+    if decl.images:
+        extra["images"] = dict(decl.images)
     if decl.classes is not None:
         if decl.layout != "imagefolder":
             raise ConfigError(str(file), f"datasets.{name}.classes", "class names are read from the annotations in "
@@ -163,6 +167,7 @@ def as_portable(infos: dict[str, DatasetInfo]) -> dict[str, dict[str, Any]]:
             "description": info.description,
             "splits": {s: info.extra.get("split_dirs", {}).get(s, s) for s in ("train", "val")},
             "classes": info.extra.get("classes"), "num_classes": info.extra.get("num_classes"),
+            "images": info.extra.get("images", {}),
             "labels_for_fractions": info.labels_for_fractions,
             "generator": f"{gen.__module__}:{gen.__name__}" if gen else None,
             "generator_version": info.generator_version,
