@@ -14,13 +14,14 @@ Layouts (how a root is read): ``imagefolder``, ``coco``, ``ade20k``, ``inat2019`
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from filelock import FileLock
 
 from harness.data import ade20k, coco, imagefolder, inat
 from harness.data import catalog as _catalog  # noqa: F401  (registers the datasets)
@@ -57,9 +58,7 @@ def synthetic_root(info: DatasetInfo, seed: int = SYNTHETIC_SEED) -> Path:
 
 def _generate_once(info: DatasetInfo, root: Path, seed: int) -> None:
     """Generate into a temporary folder and rename, under a lock, so concurrent jobs never see half a set."""
-    lock_path = root.with_name(root.name + ".lock")
-    with open(lock_path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with FileLock(root.with_name(root.name + ".lock")):
         if root.exists():
             return
         tmp = root.with_name(root.name + ".partial")
