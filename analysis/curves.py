@@ -46,7 +46,7 @@ def job_states(study_dir: Path, known: pd.DataFrame | None = None) -> pd.DataFra
     folders = sorted(p for p in study_dir.iterdir() if p.is_dir()) if study_dir.is_dir() else []
     for d in folders:
         if not any((d / f).exists() for f in (R.SPEC, R.SUBMITTED, R.FAILED, R.METRICS)):
-            continue  # tables/, figures/, tensorboard/, ...
+            continue  # tables/, figures/, drivers/, ...
         spec = R.read_json(d / R.SPEC) or {}
         coords = spec.get("coords") or {}
         state, detail = _state(d)

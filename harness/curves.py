@@ -1,9 +1,10 @@
 """Training curves of one job: scalars to ``history.jsonl`` in the job folder and to TensorBoard event files.
 
 Rows are written every ``HARNESS_LOG_EVERY`` updates (default 10) and at the last update, with each loss
-term, the learning rate, the gradient norm and images/s; evaluations add rows of ``kind: eval``. TensorBoard
-runs live under ``<study>/tensorboard/<cell>/<job-id>``, so ``tensorboard --logdir results/<study>`` shows
-every job named by its study cell. Logging reads values the step computed anyway: it changes no result.
+term, the learning rate, the gradient norm and images/s; evaluations add rows of ``kind: eval``. The event
+files lie in the job folder, so ``tensorboard --logdir results/<study>`` shows every job as a run named by its
+id, which starts with its study cell (``pre-mae-in1k-f0.10-e300-s0-…``). Logging reads values the step computed
+anyway: it changes no result.
 
 The engine asks ``active()`` for the running job's recorder; outside a job it gets one that records nothing.
 """
@@ -19,18 +20,10 @@ from pathlib import Path
 from typing import Any
 
 HISTORY = "history.jsonl"
-TENSORBOARD = "tensorboard"
 
 
 def log_every() -> int:
     return max(1, int(os.environ.get("HARNESS_LOG_EVERY", "10")))
-
-
-def cell_label(coords: dict[str, Any]) -> str:
-    """The study cell of a job's coordinates: ``mae-synobj-f0.10-e3``, or the method alone without data."""
-    if coords.get("pretrain_dataset") is None:
-        return str(coords["method"])
-    return f"{coords['method']}-{coords['pretrain_dataset']}-f{coords['fraction']:.2f}-e{coords['epochs']}"
 
 
 class Curves:

@@ -133,15 +133,12 @@ def run_downstream(spec: JobSpec) -> tuple[list[dict], int]:
 
 
 def _curves(spec: JobSpec, main: bool):
-    """Record the job's training curves (rank 0 only): history.jsonl here, TensorBoard runs by study cell."""
+    """Record the job's training curves in its folder (rank 0 only): history.jsonl and TensorBoard events."""
     from contextlib import nullcontext
 
-    from harness.curves import TENSORBOARD, active, cell_label, recording
+    from harness.curves import active, recording
 
-    if not main:
-        return nullcontext(active())
-    tb_dir = Path(spec.study_dir) / TENSORBOARD / cell_label(spec.coords) / spec.job_id
-    return recording(spec.job_dir, tb_dir)
+    return recording(spec.job_dir, spec.job_dir) if main else nullcontext(active())
 
 
 def run_job(spec: JobSpec) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """Training curves: every job writes history.jsonl (scalars at a fixed update interval and at evaluation) and
-TensorBoard events named by its study cell; log.txt lines are JSON."""
+TensorBoard events in its folder; log.txt lines are JSON."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from harness import results as R
-from harness.curves import HISTORY, TENSORBOARD, cell_label, last_row, read_history, recording
+from harness.curves import HISTORY, last_row, read_history, recording
 from harness.engine import TrainConfig, train
 from harness.launch import launch
 from harness.plan import make_plan
@@ -77,11 +77,10 @@ def test_every_job_of_a_study_has_history_tensorboard_events_and_json_logs(tmp_p
         assert any("top1" in r for r in rows if r["kind"] == "eval") or job.stage == "pretrain"
         for line in (study_dir / job.id / R.LOG).read_text().splitlines():
             assert {"time", "level", "logger", "message"} <= set(json.loads(line))
-        run = study_dir / TENSORBOARD / cell_label(job.coords) / job.id
-        events = EventAccumulator(str(run))
+        assert list((study_dir / job.id).glob("events.out.tfevents.*")), job.id  # a run named by the job id
+        events = EventAccumulator(str(study_dir / job.id))
         events.Reload()
-        assert "train/loss" in events.Tags()["scalars"]
-    assert cell_label(plan.pretrain[0].coords) == "supervised-synthetic-objects-f0.10-e3"
+        assert "train/loss" in events.Tags()["scalars"] and "train/lr" in events.Tags()["scalars"]
 
 
 def test_last_row_reads_the_newest_row_of_a_kind(tmp_path):
