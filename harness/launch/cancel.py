@@ -88,6 +88,11 @@ def cancel(study_dir: Path, stage: str | None = None) -> list[str]:
             local.append(int(sub["pid"]))
             lines.append(f"{d.name}: pid {sub['pid']}")
     _stop(local)
+    if slurm:  # only what the controller still holds (one squeue call)
+        from harness.launch.state import queued_states
+
+        queued = queued_states()
+        slurm = {job: sid for job, sid in slurm.items() if sid in queued}
     if slurm:
         if shutil.which("scancel") is None:
             raise RuntimeError(f"{len(slurm)} SLURM jobs to cancel, but scancel is not on PATH here")
