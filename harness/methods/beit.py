@@ -38,6 +38,7 @@ def draw_mask(grid: tuple[int, int], ratio: float, shape: str, min_block: int | 
 class BEiT(PretrainMethod):
     description = "BEiT masked image modelling: blockwise-masked patches -> their tokens (paper's k-means tokenizer)"
     relative_cost = 1.05  # measured FLOPs at ViT-B/16: encoder + vocabulary head + tokenizer (docs/methods.md)
+    exact_under_accumulation = True
     recipe = ("BEiT ViT-B/16 (paper: ViT-S/16 and ViT-B/16): 800 epochs on ImageNet-1k, batch 2048, lr 1.5e-3, "
               "warm-up 10 epochs, wd 0.05, clip 3.0, drop path 0.1, blockwise 40% masking (75% on small sets)")
     defaults = {

@@ -15,6 +15,7 @@ class Supervised(PretrainMethod):
     description = "supervised pre-training (DeiT-style: cross-entropy with label smoothing on a linear head)"
     uses_labels = True
     relative_cost = 1.0
+    exact_under_accumulation = True
     recipe = ("DeiT ViT-S/16 and ViT-B/16: 300 epochs on ImageNet-1k, batch 1024, lr 5e-4 x batch/512 = 1e-3, wd 0.05, "
               "warm-up 5 epochs, label smoothing 0.1, drop path 0.1 (DeiT's RandAugment, mixup/cutmix and repeated "
               "augmentation are not used here)")
