@@ -359,31 +359,52 @@ def train(
     return state
 
 
+# a key of a step's logs: what its loss is a mean over (default: the items of the batch), e.g. masked tokens
+LOSS_ITEMS = "loss_items"
+
+
 def _update(step_fn: Callable, batch, optimizer, cfg: TrainConfig, step: int, use_amp: bool,
             params: Iterator[nn.Parameter]) -> tuple[float, dict]:
-    """One optimiser step over ``batch`` in ``cfg.accum_steps`` micro-batches; returns its loss and logs."""
+    """One optimiser step over ``batch`` in ``cfg.accum_steps`` micro-batches; returns its loss and logs.
+
+    Micro-batch i's loss is a mean over w_i things (``LOSS_ITEMS``, default its items); its gradient enters with
+    weight w_i / sum(w), so the sum is the gradient of the whole batch's mean. The sum is known at the last
+    micro-batch: the gradients gathered so far are divided by it just before the last backward, which (under
+    DDP) is the one that averages over the ranks."""
+    params = [p for p in params if p.requires_grad]
     parts = micro_batches(batch, cfg.accum_steps)
-    total = _items(batch) or len(parts)
     optimizer.zero_grad(set_to_none=True)
-    loss_sum, logs_sum = 0.0, {}
+    weights, losses, logs_list = [], [], []
     for i, part in enumerate(parts):
-        weight = (_items(part) or 1) / total
         last = i == len(parts) - 1
-        # DDP: gradients are all-reduced once, in the backward of the last micro-batch
         sync = contextlib.nullcontext() if last or not hasattr(step_fn, "no_sync") else step_fn.no_sync()
         with sync:
             with torch.autocast("cuda" if use_amp else "cpu", dtype=torch.bfloat16, enabled=use_amp):
                 loss, logs = step_fn(part)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss is {loss.item()} at update {step}")
-            (loss * weight if len(parts) > 1 else loss).backward()
-        loss_sum += loss.item() * weight
-        for k, v in logs.items():
-            logs_sum[k] = logs_sum.get(k, 0.0) + float(v) * weight
+            logs = dict(logs)
+            weights.append(float(logs.pop(LOSS_ITEMS, _items(part) or 1)))
+            losses.append(loss.item())
+            logs_list.append(logs)
+            if len(parts) == 1:
+                loss.backward()
+            elif not last:
+                (loss * weights[-1]).backward()
+            else:
+                total = sum(weights)
+                for p in params:
+                    if p.grad is not None:
+                        p.grad.div_(total)
+                (loss * (weights[-1] / total)).backward()
     if cfg.clip_grad:
         nn.utils.clip_grad_norm_(params, cfg.clip_grad)
     optimizer.step()
-    return loss_sum, logs_sum
+    if len(parts) == 1:
+        return losses[0], logs_list[0]
+    total = sum(weights)
+    mean_logs = {k: sum(float(lg[k]) * w for lg, w in zip(logs_list, weights)) / total for k in logs_list[0]}
+    return sum(v * w for v, w in zip(losses, weights)) / total, mean_logs
 
 
 def _epoch_row(state: TrainState, sums: dict, count: int, seconds: float, cfg: TrainConfig,
