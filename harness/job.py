@@ -33,6 +33,7 @@ class JobSpec:
     study_dir: str
     upstream: str | None = None
     device: str = "auto"
+    grad_accumulation: int = 1  # micro-batches per update (a resource: the update is the same)
 
     @property
     def job_dir(self) -> Path:
@@ -98,7 +99,8 @@ def run_pretrain(spec: JobSpec) -> tuple[list[dict], int]:
     tc = TrainConfig(batch_size=params["batch_size"], total_updates=sched["total_updates"],
                      warmup_updates=sched["warmup_updates"], lr=params["lr"], min_lr=params["min_lr"],
                      weight_decay=params["weight_decay"], betas=tuple(params["betas"]), clip_grad=params["clip_grad"],
-                     seed=cfg["seed"], num_workers=int(params.get("num_workers", 0)))
+                     seed=cfg["seed"], num_workers=int(params.get("num_workers", 0)),
+                     accum_steps=spec.grad_accumulation)
     state = train(method, method.training_step, dataset, tc, job_dir / R.CHECKPOINT,
                   desc=f"{spec.job_id[:40]}", after_step=method.after_step, collate_fn=method.collate_fn(),
                   device=device, optimizer_model=method.optimized_module())
