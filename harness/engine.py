@@ -157,6 +157,13 @@ class SeededItems(Dataset):
         return self.dataset[index]
 
 
+def _ignore_scheduler_signals(worker_id: int) -> None:
+    """Loader workers leave SIGTERM and the preemption signal to the main process: SLURM signals every process
+    of a job step, and a worker killed by them would fail the job instead of letting it checkpoint."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(PREEMPTION_SIGNAL, signal.SIG_IGN)
+
+
 def run_loader(dataset: Dataset, cfg: TrainConfig, start_step: int, collate_fn: Callable | None = None,
                on_epoch_start: Callable[[int], None] | None = None) -> DataLoader:
     """One loader for every update from ``start_step`` on: its workers start once, not at every epoch."""
@@ -166,7 +173,8 @@ def run_loader(dataset: Dataset, cfg: TrainConfig, start_step: int, collate_fn: 
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + start_step)
     return DataLoader(SeededItems(dataset) if seeded else dataset, batch_sampler=sampler, num_workers=cfg.num_workers,
                       collate_fn=collate_fn, generator=g, pin_memory=torch.cuda.is_available(),
-                      prefetch_factor=2 if cfg.num_workers else None)
+                      prefetch_factor=2 if cfg.num_workers else None,
+                      worker_init_fn=_ignore_scheduler_signals if cfg.num_workers else None)
 
 
 def eval_workers(device: torch.device) -> int:

@@ -118,3 +118,17 @@ def test_loader_workers_start_once_per_run_not_per_epoch(tmp_path):
     pids = tmp_path / "pids.txt"
     _run(tmp_path / "c.pt", _cfg(num_workers=2, total_updates=10), dataset=NoisyPoints(pid_log=pids))  # 5 epochs
     assert len(set(pids.read_text().split())) == 2
+
+
+class SignalledPoints(NoisyPoints):
+    """Every item load signals its own process, as SLURM signals every process of a job step on preemption."""
+
+    def __getitem__(self, i):
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGUSR2)
+        return super().__getitem__(i)
+
+
+def test_loader_workers_survive_the_schedulers_signals(tmp_path):
+    weights, state = _run(tmp_path / "d.pt", _cfg(num_workers=2, total_updates=4), dataset=SignalledPoints())
+    assert state.step == 4

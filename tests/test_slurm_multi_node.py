@@ -83,16 +83,18 @@ def _encoder(job_dir: Path) -> dict:
     return torch.load(job_dir / R.ENCODER, weights_only=True)["state_dict"]
 
 
-def _assert_close_states(a: dict, b: dict) -> None:
+def _assert_close_states(a: dict, b: dict, job) -> None:
     """Equal to 1e-5, but for the attention's key bias: softmax ignores it, so its gradient is zero up to float
-    rounding, which Adam (dividing by the gradient's running size) turns into steps of up to ~1e-2 x lr."""
+    rounding, which Adam (dividing by the gradient's running size) turns into steps of a fraction of lr; the
+    key bias only has to stay within 1 % of lr per update of its reference."""
+    key_atol = 1e-2 * job.config["params"]["lr"] * job.config["schedule"]["total_updates"]
     assert a.keys() == b.keys()
     for k in a:
         x, y = a[k], b[k]
         if k.endswith("attn.qkv.bias"):
             q, key, v = x.chunk(3)
             q_ref, key_ref, v_ref = y.chunk(3)
-            torch.testing.assert_close(key, key_ref, rtol=0, atol=1e-4, msg=lambda m: f"{k} (key part): {m}")
+            torch.testing.assert_close(key, key_ref, rtol=0, atol=key_atol, msg=lambda m: f"{k} (key part): {m}")
             x, y = torch.cat([q, v]), torch.cat([q_ref, v_ref])
         torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-5, msg=lambda m: f"{k}: {m}")
 
@@ -131,7 +133,7 @@ def test_pretraining_multi_node_matches_one_process(two_node_and_single_runs):
     _ran_on_two_nodes(records, "pretrain")
     assert R.read_json(two / pre.id / R.ENV)["world_size"] == 2
     assert R.read_json(one / pre.id / R.ENV)["world_size"] == 1
-    _assert_close_states(_encoder(two / pre.id), _encoder(one / pre.id))
+    _assert_close_states(_encoder(two / pre.id), _encoder(one / pre.id), pre)
     torch.testing.assert_close(_history(two / pre.id), _history(one / pre.id), rtol=1e-5, atol=1e-6)
 
 
@@ -150,10 +152,9 @@ def test_finetuning_multi_node_matches_one_process(two_node_and_single_runs):
 
 def test_preempted_multi_node_job_resumes_from_its_checkpoint(tmp_path):
     # no checkpoint on an interval: the one it resumes from is written on the preemption signal
-    plan = make_plan(load_study(_study(tmp_path, "multi-node-preempt", epochs=8, downstream=False)))
+    plan = make_plan(load_study(_study(tmp_path, "multi-node-preempt", epochs=12, downstream=False)))
     job = plan.pretrain[0]
     interrupted = launch(plan, executor="slurm", results_root=tmp_path / "two", profile="ci").slurm_records[0]
-    launch(plan, executor="debug", results_root=tmp_path / "one")
     job_dir = tmp_path / "two" / "multi-node-preempt" / job.id
     end = time.time() + 300
     while not ((job_dir / R.LOG).exists() and "epoch 1:" in (job_dir / R.LOG).read_text()):
@@ -162,6 +163,7 @@ def test_preempted_multi_node_job_resumes_from_its_checkpoint(tmp_path):
         time.sleep(0.3)
     slurm_job = submitit.SlurmJob(folder=interrupted["folder"], job_id=interrupted["slurm_ids"][0])
     slurm_job._interrupt()  # preemption: SIGTERM, then USR2 to every task -> checkpoint -> requeue
+    launch(plan, executor="debug", results_root=tmp_path / "one")  # the reference: one process, never stopped
     final = wait_final(plan, tmp_path / "two" / "multi-node-preempt", timeout_s=600)[job.id]
     log = (job_dir / R.LOG).read_text()
     assert final.state == JobState.DONE and log.count(f"job {job.id} starts") == 2, (final, log)
@@ -170,4 +172,4 @@ def test_preempted_multi_node_job_resumes_from_its_checkpoint(tmp_path):
     assert 0 < saved_at == resumed_at < job.config["schedule"]["total_updates"]
     assert f"Requeued job {slurm_job.job_id}" in slurm_job.paths.stderr.read_text() + slurm_job.paths.stdout.read_text()
     assert R.read_json(job_dir / R.ENV)["world_size"] == 2
-    _assert_close_states(_encoder(job_dir), _encoder(tmp_path / "one" / "multi-node-preempt" / job.id))
+    _assert_close_states(_encoder(job_dir), _encoder(tmp_path / "one" / "multi-node-preempt" / job.id), job)
