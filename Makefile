@@ -42,13 +42,15 @@ PAPER_STUDIES := imagenet-fractions coco ade20k small-datasets small-datasets-ma
 reports: $(STAMP)  # every study's tables, figures, claims and report.html from stored results
 	set -e; for s in $(PAPER_STUDIES); do $(PY) -m harness.cli report $$s; done
 
-# the single-node SLURM cluster of the tests (root, Debian 12; installs its packages on first use)
+# the SLURM cluster of the tests (root, Debian 12; installs its packages on first use); NODES=2: two slurmds
+# (n1, n2) on this machine, each with its own hostname, for the multi-node tests; CPUs are per node
 SLURM_CI_CPUS ?= 4
+NODES ?= 1
 slurm-up:
-	SLURM_CI_CPUS=$(SLURM_CI_CPUS) bash .ci/slurm.sh up
+	SLURM_CI_CPUS=$(SLURM_CI_CPUS) SLURM_CI_NODES=$(NODES) bash .ci/slurm.sh up
 slurm-down:
-	bash .ci/slurm.sh down
+	SLURM_CI_NODES=$(NODES) bash .ci/slurm.sh down
 slurm-status:
-	bash .ci/slurm.sh status
+	SLURM_CI_NODES=$(NODES) bash .ci/slurm.sh status
 test-slurm: $(STAMP)
 	$(PY) -m pytest -q -ra -m slurm $(PYTEST_ARGS)

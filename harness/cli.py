@@ -68,6 +68,7 @@ def _print_plan(plan, args, missing: dict[str, str]) -> int:
     print(f"study {s.name} (scale {s.scale_name}, from {s.source}): {len(plan.pretrain)} pre-training + "
           f"{len(plan.downstream)} downstream jobs -> {study_dir}")
     total_flops, total_gpu_s = 0.0, 0.0
+    gpu_s_by: Counter = Counter()  # (stage, method) -> GPU-seconds
     print(f"{'state':<18} {'job':<64} {'updates':>9} {'estimate':>10}")
     for job in plan.jobs:
         flops = job_flops(job)
@@ -76,6 +77,7 @@ def _print_plan(plan, args, missing: dict[str, str]) -> int:
         on_gpu = job.resources.gpus_per_node > 0
         seconds = flops / (GPU_FLOPS * gpus if on_gpu else CPU_FLOPS)
         total_gpu_s += seconds * gpus if on_gpu else 0.0
+        gpu_s_by[(job.stage, job.coords["method"])] += seconds * gpus if on_gpu else 0.0
         state = "unavailable" if job.unavailable else statuses[job.id].state.value
         updates = job.config.get("schedule", {}).get("total_updates", "")
         print(f"{state:<18} {job.id:<64} {updates!s:>9} {format_duration(seconds):>10}")
@@ -84,6 +86,11 @@ def _print_plan(plan, args, missing: dict[str, str]) -> int:
     print(f"compute: {total_flops / 1e15:.3g} PFLOP in total" +
           (f", about {total_gpu_s / 3600:.1f} GPU-hours" if total_gpu_s else "") +
           f" (assuming {GPU_FLOPS / 1e12:.0f} TFLOP/s per GPU, {CPU_FLOPS / 1e9:.0f} GFLOP/s on CPU)")
+    for stage in ("pretrain", "downstream"):
+        rows = {m: v for (st, m), v in gpu_s_by.items() if st == stage and v > 0}
+        if rows:
+            print(f"GPU-hours {stage}: {sum(rows.values()) / 3600:.3g} (by method of pre-training: " +
+                  ", ".join(f"{m} {v / 3600:.3g}" for m, v in sorted(rows.items())) + ")")
     for reason in sorted({j.unavailable for j in plan.jobs if j.unavailable}):
         print(f"unavailable: {reason}")
     if missing:

@@ -34,6 +34,7 @@ class JobSpec:
     upstream: str | None = None
     device: str = "auto"
     datasets: dict[str, Any] = field(default_factory=dict)  # the study's own dataset declarations
+    grad_accumulation: int = 1  # micro-batches per update (a resource: the update is the same)
 
     @property
     def job_dir(self) -> Path:
@@ -104,7 +105,7 @@ def run_pretrain(spec: JobSpec) -> tuple[list[dict], int]:
                      weight_decay=params["weight_decay"], betas=tuple(params["betas"]), clip_grad=params["clip_grad"],
                      weight_decay_end=params.get("weight_decay_end"), seed=cfg["seed"],
                      num_workers=int(params.get("num_workers", 0)),
-                     repeated_aug=int(params.get("repeated_aug", 0)))
+                     repeated_aug=int(params.get("repeated_aug", 0)), accum_steps=spec.grad_accumulation)
     state = train(method, method.training_step, dataset, tc, job_dir / R.CHECKPOINT,
                   desc=f"{spec.job_id[:40]}", after_step=method.after_step, collate_fn=method.collate_fn(),
                   device=device, optimizer_model=method.optimized_module(),

@@ -87,6 +87,25 @@ def _schedule(n_full: int, n_subset: int, batch_size: int, epochs: int, mode: st
     }
 
 
+def _loader_marker(params: dict[str, Any]) -> dict[str, str]:
+    """Loaders with workers seed every item's augmentation from its place in the run (harness/engine.py)."""
+    return {"loader": "per-item-seeds"} if params.get("num_workers", 0) else {}
+
+
+def pretrain_resources(study: Study, method: str, cls) -> Resources:
+    """The stage's resources with the method's overrides; a method that does not train (random init) asks for
+    one task and no GPU. Accumulation only for methods whose update it keeps exact."""
+    res = study.scale.resources.for_job("pretrain", method)
+    if cls is not None and not cls.uses_data:
+        return res.model_copy(update={"nodes": 1, "gpus_per_node": 0, "tasks_per_node": 1, "grad_accumulation": 1})
+    if res.grad_accumulation > 1 and cls is not None and not cls.exact_under_accumulation:
+        key = ("resources.methods." + method if method in study.scale.resources.methods else "resources") + ".pretrain"
+        raise ConfigError(study.source, f"{key}.grad_accumulation", f"method {method!r} computes statistics over "
+                          "the whole batch that micro-batches would change (see docs/slurm.md); use more GPUs "
+                          "or grad_accumulation: 1")
+    return res
+
+
 def _method_class(name: str):
     from harness.methods import METHODS
 
@@ -115,11 +134,12 @@ def pretrain_jobs(study: Study) -> list[Job]:
             raise ConfigError(study.source, f"pretrain.method_params.{method}", str(e.args[0])) from None
         unavailable = "" if cls else f"method {method!r} is not implemented in this version of the harness"
         uses_data = cls.uses_data if cls else True
+        resources = pretrain_resources(study, method, cls)
         datasets = grid.method_datasets.get(method, grid.datasets) if uses_data else [None]
         fractions, epochs_list = (grid.fractions, grid.epochs) if uses_data else ([None], [None])
         for dataset, fraction, epochs, seed in product(datasets, fractions, epochs_list, grid.seeds):
             config: dict[str, Any] = {"stage": "pretrain", "method": method, "params": params,
-                                      "model": model, "seed": seed}
+                                      "model": model, "seed": seed, **_loader_marker(params)}
             alias = None
             if dataset is not None:
                 info = dataset_info(dataset)
@@ -137,7 +157,7 @@ def pretrain_jobs(study: Study) -> list[Job]:
             coords = {"method": method, "pretrain_dataset": dataset, "fraction": fraction,
                       "epochs": epochs, "seed": seed, "task": None, "task_dataset": None}
             job_id = f"pre-{_pretrain_prefix(coords, alias)}-{identity(config)}"
-            jobs[job_id] = Job(job_id, "pretrain", config, coords, s.resources.pretrain, unavailable=unavailable)
+            jobs[job_id] = Job(job_id, "pretrain", config, coords, resources, unavailable=unavailable)
     return list(jobs.values())
 
 
@@ -177,11 +197,15 @@ def downstream_jobs(study: Study, upstream: list[Job]) -> list[Job]:
                                   f"{cls.dataset_kind} dataset, but {entry.dataset!r} is a {info.kind} dataset")
             config = {"stage": "downstream", "task": entry.task, "params": params, "dataset": entry.dataset,
                       "dataset_fingerprint": fingerprints[entry.dataset], "model": pre.config["model"],
-                      "upstream": pre.id, "seed": pre.coords["seed"]}
+                      "upstream": pre.id, "seed": pre.coords["seed"], **_loader_marker(params)}
             coords = {**pre.coords, "task": entry.task, "task_dataset": entry.dataset}
             pre_alias = dataset_info(pre.coords["pretrain_dataset"]).alias if pre.coords["pretrain_dataset"] else None
             job_id = f"{entry.task}.{info.alias}-{_pretrain_prefix(pre.coords, pre_alias)}-{identity(config)}"
-            jobs.append(Job(job_id, "downstream", config, coords, s.resources.downstream, upstream=pre.id,
+            resources = s.resources.for_job("downstream", pre.coords["method"])
+            if resources.grad_accumulation > 1:
+                raise ConfigError(study.source, "resources.downstream.grad_accumulation",
+                                  "downstream tasks do not accumulate gradients; use grad_accumulation: 1")
+            jobs.append(Job(job_id, "downstream", config, coords, resources, upstream=pre.id,
                             unavailable=pre.unavailable))
     return jobs
 

@@ -34,11 +34,34 @@ class Resources(Strict):
     cpus_per_task: int = Field(1, ge=1)
     mem_gb: float = Field(4, gt=0)
     timeout_min: int = Field(60, ge=1)
+    # micro-batches per update (gradient accumulation): how a batch fits the GPUs, not what the job computes
+    grad_accumulation: int = Field(1, ge=1)
+
+
+class ResourceOverride(Strict):
+    """Some keys of ``Resources``, replacing a stage's for one method's jobs."""
+
+    nodes: int | None = Field(None, ge=1)
+    gpus_per_node: int | None = Field(None, ge=0)
+    tasks_per_node: int | None = Field(None, ge=1)
+    cpus_per_task: int | None = Field(None, ge=1)
+    mem_gb: float | None = Field(None, gt=0)
+    timeout_min: int | None = Field(None, ge=1)
+    grad_accumulation: int | None = Field(None, ge=1)
 
 
 class StageResources(Strict):
     pretrain: Resources = Resources()
     downstream: Resources = Resources()
+    # per method, e.g. {mae: {pretrain: {nodes: 1}}}; a downstream entry applies to the downstream jobs of that
+    # method's pre-training
+    methods: dict[str, dict[Literal["pretrain", "downstream"], ResourceOverride]] = {}
+
+    def for_job(self, stage: str, method: str) -> Resources:
+        """The resources of one job: the stage's, with the method's keys replacing theirs."""
+        base: Resources = getattr(self, stage)
+        override = self.methods.get(method, {}).get(stage)
+        return base.model_copy(update=override.model_dump(exclude_none=True)) if override else base
 
 
 class PretrainGrid(Strict):
@@ -186,7 +209,8 @@ def check_names(study: Study, raw: StudyFile) -> None:
 def _check_subsets(s: Scale, path: str, origin) -> None:
     """Filters (method_datasets, downstream methods / pretrain_datasets) may only name what the grid lists."""
     grid = s.pretrain
-    checks = [(("pretrain", "method_datasets"), grid.method_datasets.keys(), grid.methods, "method")]
+    checks = [(("pretrain", "method_datasets"), grid.method_datasets.keys(), grid.methods, "method"),
+              (("resources", "methods"), s.resources.methods.keys(), grid.methods, "method")]
     checks += [(("pretrain", "method_datasets", m), ds, grid.datasets, "dataset") for m, ds in grid.method_datasets.items()]
     for i, entry in enumerate(s.downstream):
         checks.append((("downstream", i, "methods"), entry.methods or [], grid.methods, "method"))

@@ -162,6 +162,5 @@ def test_supervised_is_deit_and_repeats_each_drawn_image_three_times():
     p = METHODS.get("supervised").resolved_params("paper")
     assert (p["auto_augment"], p["mixup"], p["cutmix"], p["label_smoothing"], p["reprob"], p["repeated_aug"],
             p["crop_min_scale"]) == ("rand-m9-mstd0.5-inc1", 0.8, 1.0, 0.1, 0.25, 3, 0.08)
-    order = epoch_order(12, TrainConfig(batch_size=6, total_updates=1, warmup_updates=0, lr=1.0, repeated_aug=3), 0,
-                        torch.Generator())
+    order = epoch_order(12, TrainConfig(batch_size=6, total_updates=1, warmup_updates=0, lr=1.0, repeated_aug=3), 0)
     assert len(order) == 12 and all(order[i] == order[i + 1] == order[i + 2] for i in range(0, 12, 3))

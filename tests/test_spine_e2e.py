@@ -91,7 +91,7 @@ def test_failed_job_is_recorded_and_others_go_on(tmp_path, monkeypatch):
 
 def test_killed_run_resumes_from_its_checkpoint(tmp_path):
     path = write_micro(tmp_path, methods=["supervised"], fractions=[0.1], epochs=[12])
-    env = {**os.environ, "HARNESS_THREADS": "1"}
+    env = {**os.environ, "HARNESS_THREADS": "1", "HARNESS_CHECKPOINT_UPDATES": "2"}
     cmd = [sys.executable, "-m", "harness.cli", "run", str(path), "--executor", "debug"]
     killed_root, clean_root = tmp_path / "killed", tmp_path / "clean"
     plan = make_plan(load_study(path))

@@ -41,7 +41,8 @@ def study_dir_for(plan: Plan, results_root: Path) -> Path:
 def job_spec(job: Job, plan: Plan, study_dir: Path) -> JobSpec:
     return JobSpec(job_id=job.id, stage=job.stage, config=job.config, coords=job.coords, study=plan.study.name,
                    scale=plan.study.scale_name, study_dir=str(study_dir), upstream=job.upstream,
-                   device=plan.study.scale.device, datasets=plan.study.datasets)
+                   device=plan.study.scale.device, datasets=plan.study.datasets,
+                   grad_accumulation=job.resources.grad_accumulation)
 
 
 def select(plan: Plan, statuses: dict[str, JobStatus], retry_failed: bool) -> tuple[list[Job], LaunchReport]:
@@ -117,5 +118,5 @@ def launch(plan: Plan, executor: str = "local", results_root: Path | None = None
         report.slurm_records = submit_slurm(
             [s for s in specs if s.stage == "pretrain"], [s for s in specs if s.stage == "downstream"],
             {"pretrain": plan.study.scale.resources.pretrain, "downstream": plan.study.scale.resources.downstream},
-            prof, running_upstream, folder, dry_run=dry_run)
+            prof, running_upstream, folder, dry_run=dry_run, job_resources={j.id: j.resources for j in chosen})
     return report

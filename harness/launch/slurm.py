@@ -102,8 +102,11 @@ def submission_folder(base: Path) -> Path:
 
 def submit_slurm(pre_specs: list[JobSpec], down_specs: list[JobSpec], resources: dict[str, Resources],
                  profile: ClusterProfile, upstream_slurm_ids: dict[str, str], folder: Path,
-                 dry_run: bool = False) -> list[dict[str, Any]]:
+                 dry_run: bool = False, job_resources: dict[str, Resources] | None = None) -> list[dict[str, Any]]:
     """Submit and return one record per submission (array): its jobs, parameters and dependency.
+
+    ``job_resources``: a job's own resources where they differ from its stage's (per-method resources); jobs
+    that ask for different resources go in different arrays.
 
     ``upstream_slurm_ids`` maps pre-training jobs already in the queue to their SLURM ids, so that downstream
     jobs of a pre-training job still running depend on it instead of being submitted twice.
@@ -118,7 +121,14 @@ def submit_slurm(pre_specs: list[JobSpec], down_specs: list[JobSpec], resources:
         executor = submitit.AutoExecutor(folder=submission_folder(folder), cluster="slurm", slurm_python=python)
 
     def submit_group(specs: list[JobSpec], stage: str, dependency: str | None) -> None:
-        params = slurm_parameters(resources[stage], profile)
+        by_resources: dict[str, list[JobSpec]] = defaultdict(list)
+        for s in specs:
+            by_resources[(job_resources or {}).get(s.job_id, resources[stage]).model_dump_json()].append(s)
+        for key, group in by_resources.items():
+            submit_array(group, stage, dependency, Resources.model_validate_json(key))
+
+    def submit_array(specs: list[JobSpec], stage: str, dependency: str | None, res: Resources) -> None:
+        params = slurm_parameters(res, profile)
         # always set: the executor keeps parameters from one update to the next
         params["slurm_additional_parameters"] = {"dependency": dependency, "kill-on-invalid-dep": "yes"} if dependency else {}
         for chunk in chunks(specs, profile.max_array_size):

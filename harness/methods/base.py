@@ -45,6 +45,9 @@ class PretrainMethod(nn.Module):
     uses_labels: ClassVar[bool] = False
     # train-step FLOPs / one forward+backward of the encoder over all patches of the batch; used by `plan`
     relative_cost: ClassVar[float] = 1.0
+    # True when the loss is a mean over items and no batch statistic changes within an update, so that the
+    # engine's gradient accumulation over micro-batches gives the update of the whole batch (docs/slurm.md)
+    exact_under_accumulation: ClassVar[bool] = False
     defaults: ClassVar[dict[str, dict[str, Any]]] = {"tiny": {}, "paper": {}}
     # the reference recipe the paper-scale defaults follow (model, epochs, batch size, lr), for `harness methods`
     recipe: ClassVar[str] = ""

@@ -39,6 +39,7 @@ class BEiT(PretrainMethod):
     description = "BEiT masked image modelling: blockwise-masked patches -> their tokens (paper's k-means tokenizer)"
     pooling = "mean"  # BEiT fine-tunes with use_mean_pooling (run_class_finetuning.py)
     relative_cost = 1.05  # measured FLOPs at ViT-B/16: encoder + vocabulary head + tokenizer (docs/methods.md)
+    exact_under_accumulation = True
     recipe = ("BEiT ViT-B/16 (paper: ViT-S/16 and ViT-B/16): 800 epochs on ImageNet-1k, batch 2048, lr 1.5e-3, "
               "warm-up 10 epochs, wd 0.05, clip 3.0, drop path 0.1, blockwise masking of 75/196 patches (75% on small sets)")
     defaults = {
@@ -79,4 +80,5 @@ class BEiT(PretrainMethod):
         target = tokens[mask]
         loss = token_cross_entropy(logits, target)
         acc = (logits.argmax(-1) == target).float().mean().item()
-        return loss, {"mim_acc": acc, "mask_frac": mask.float().mean().item()}
+        # the loss is a mean over masked patches, whose count varies from image to image (gradient accumulation)
+        return loss, {"mim_acc": acc, "mask_frac": mask.float().mean().item(), "loss_items": int(mask.sum())}

@@ -76,6 +76,7 @@ class DINO(PretrainMethod):
     description = "DINO: multi-crop self-distillation, EMA teacher, centring + sharpening (exports the teacher)"
     pooling = "cls"  # DINO evaluates the class token (eval_knn.py, eval_linear.py)
     relative_cost = 4.6  # FLOPs at ViT-S/16: student on 2x224 + 10x96 crops, teacher fwd on 2x224 (docs/methods.md)
+    exact_under_accumulation = True
     recipe = ("DINO ViT-S/16: 300-800 epochs on ImageNet-1k, batch 1024, lr 5e-4 x batch/256 = 2e-3, wd 0.04 "
               "-> 0.4 (cosine), last layer frozen for 1 epoch, warm-up 10 epochs, clip 3.0, drop path 0.1, out_dim 65536, 2x224 + 10x96 crops, "
               "teacher temp 0.04 -> 0.07 over 30 epochs, teacher momentum 0.996 -> 1")
@@ -139,13 +140,25 @@ class DINO(PretrainMethod):
         loss = dino_loss(student, list(teacher_out.chunk(2)), self.center, self.params["student_temp"],
                          self.teacher_temp())
         if self.training:
-            self._update_center(teacher_out)
+            self._add_to_center(teacher_out)
         return loss, {"teacher_temp": self.teacher_temp()}
 
     @torch.no_grad()
-    def _update_center(self, teacher_out: torch.Tensor) -> None:
-        batch_center = teacher_out.sum(dim=0, keepdim=True)
-        count = torch.tensor(float(len(teacher_out)), device=teacher_out.device)
+    def _add_to_center(self, teacher_out: torch.Tensor) -> None:
+        """Sum the teacher outputs of this (micro-)batch; the centre moves once per update, in ``after_step``,
+        so every micro-batch of an accumulated update is centred like the whole batch."""
+        pending = getattr(self, "_pending_center", None)
+        batch_sum = teacher_out.sum(dim=0, keepdim=True)
+        count = float(len(teacher_out))
+        self._pending_center = (batch_sum, count) if pending is None else (pending[0] + batch_sum, pending[1] + count)
+
+    @torch.no_grad()
+    def _update_center(self) -> None:
+        if getattr(self, "_pending_center", None) is None:
+            return
+        batch_center, n = self._pending_center
+        self._pending_center = None
+        count = torch.tensor(n, device=batch_center.device)
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(batch_center)
             dist.all_reduce(count)
@@ -158,6 +171,7 @@ class DINO(PretrainMethod):
                 p.grad = None  # AdamW skips a parameter without a gradient entirely, as in DINO
 
     def after_step(self, step, total_steps):
+        self._update_center()
         self.progress.copy_(torch.tensor([step, total_steps]))
         m = cosine_momentum(step, total_steps, self.params["momentum_teacher"])
         ema_update(self.teacher["encoder"], self.encoder, m)

@@ -25,6 +25,7 @@ class MAE(PretrainMethod):
     description = "MAE (beyond the paper): 75% random masking, encoder on visible patches, pixel decoder"
     pooling = "mean"  # MAE fine-tunes with global_pool (main_finetune.py, models_vit.py)
     relative_cost = 0.56  # FLOPs at ViT-B/16: a quarter of the tokens + the 8 x 512-d decoder (docs/methods.md)
+    exact_under_accumulation = True
     recipe = ("MAE ViT-B/16: 800-1600 epochs on ImageNet-1k, batch 4096, lr 1.5e-4 x batch/256 = 2.4e-3, "
               "betas (0.9, 0.95), wd 0.05, warm-up 40 epochs, decoder 8 x 512-d, 75% masking, norm-pixel loss")
     defaults = {

@@ -22,6 +22,7 @@ class Supervised(PretrainMethod):
     uses_labels = True
     pooling = "cls"  # DeiT classifies from the class token
     relative_cost = 1.0
+    exact_under_accumulation = True
     recipe = ("DeiT ViT-S/16 and ViT-B/16: 300 epochs on ImageNet-1k, batch 1024, lr 5e-4 x batch/512 = 1e-3, wd 0.05, "
               "warm-up 5 epochs, RandAugment rand-m9-mstd0.5-inc1, mixup 0.8, cutmix 1.0, label smoothing 0.1, "
               "random erasing 0.25, repeated augmentation x3, crops from 0.08, drop path 0.1")
