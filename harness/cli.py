@@ -73,6 +73,9 @@ def cmd_plan(args) -> int:
           f" (assuming {GPU_FLOPS / 1e12:.0f} TFLOP/s per GPU, {CPU_FLOPS / 1e9:.0f} GFLOP/s on CPU)")
     for reason in sorted({j.unavailable for j in plan.jobs if j.unavailable}):
         print(f"unavailable: {reason}")
+    from harness.plan import resolved_params_lines
+
+    print("resolved parameters (in the job identities):", *resolved_params_lines(plan), sep="\n")
     return 0
 
 
