@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from harness import distributed
+from harness.curves import active as active_curves
 from harness.optim import build_optimizer, cosine_lr, set_lr, set_weight_decay
 from harness.results import atomic_torch_save
 
@@ -173,6 +174,7 @@ def train(
     use_amp = device.type == "cuda"
     if distributed.active():
         step_fn = _distributed_step(model, step_fn, device)
+    curves = active_curves()  # records nothing outside a job and on ranks other than 0
     bar = tqdm(total=cfg.total_updates, initial=state.step, desc=desc, unit="upd", dynamic_ncols=True,
                disable=os.environ.get("HARNESS_PROGRESS", "1") == "0", mininterval=1.0)
     model.train()
@@ -195,12 +197,17 @@ def train(
                 raise FloatingPointError(f"loss is {loss.item()} at update {state.step}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            grad_norm = None
             if cfg.clip_grad:
-                nn.utils.clip_grad_norm_((optimizer_model or model).parameters(), cfg.clip_grad)
+                grad_norm = nn.utils.clip_grad_norm_((optimizer_model or model).parameters(), cfg.clip_grad)
+            elif curves.due(state.step + 1, cfg.total_updates):
+                grad_norm = nn.utils.get_total_norm(p.grad for p in (optimizer_model or model).parameters()
+                                                    if p.grad is not None)
             if before_optimizer_step is not None:
                 before_optimizer_step(state.step, cfg.total_updates)
             optimizer.step()
             state.step += 1
+            _record(curves, state.step, cfg, batch, loss, logs, optimizer, grad_norm)
             if after_step is not None:
                 after_step(state.step, cfg.total_updates)
             count += 1
@@ -224,6 +231,27 @@ def train(
             raise InterruptedTraining(state.step)
     bar.close()
     return state
+
+
+def _batch_images(batch) -> int:
+    """Images in a batch (a rank's share under DDP): every batch here ends with one label or target per image."""
+    last = batch[-1] if isinstance(batch, (list, tuple)) and batch else batch
+    if isinstance(last, torch.Tensor):
+        return int(last.shape[0]) if last.dim() else 0
+    return len(last) if isinstance(last, (list, tuple)) else 0
+
+
+def _record(curves, step: int, cfg: TrainConfig, batch, loss: torch.Tensor, logs: dict, optimizer,
+            grad_norm) -> None:
+    images = _batch_images(batch) * distributed.world_size()
+    if not curves.due(step, cfg.total_updates):
+        curves.train_step(step, cfg.total_updates, images, {})
+        return
+    scalars = {"loss": loss.item(), **{k: float(v) for k, v in logs.items()},
+               "lr": max(g["lr"] for g in optimizer.param_groups)}
+    if grad_norm is not None:
+        scalars["grad_norm"] = float(grad_norm)
+    curves.train_step(step, cfg.total_updates, images, scalars)
 
 
 class _StepModule(nn.Module):

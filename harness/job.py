@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ class JobSpec:
     study_dir: str
     upstream: str | None = None
     device: str = "auto"
+    datasets: dict[str, Any] = field(default_factory=dict)  # the study's own dataset declarations
 
     @property
     def job_dir(self) -> Path:
@@ -44,8 +45,10 @@ class UpstreamNotDone(RuntimeError):
 
 
 def _attach_log(job_dir: Path) -> logging.Handler:
+    from harness.joblog import JsonFormatter
+
     handler = logging.FileHandler(job_dir / R.LOG)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    handler.setFormatter(JsonFormatter())
     root = logging.getLogger("harness")
     root.setLevel(logging.INFO)
     root.addHandler(handler)
@@ -133,6 +136,15 @@ def run_downstream(spec: JobSpec) -> tuple[list[dict], int]:
     return task.run(ctx), 0
 
 
+def _curves(spec: JobSpec, main: bool):
+    """Record the job's training curves in its folder (rank 0 only): history.jsonl and TensorBoard events."""
+    from contextlib import nullcontext
+
+    from harness.curves import active, recording
+
+    return recording(spec.job_dir, spec.job_dir) if main else nullcontext(active())
+
+
 def run_job(spec: JobSpec) -> dict[str, Any]:
     """Run one job to completion (or resume it); returns the metrics document it wrote.
 
@@ -142,6 +154,10 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
 
     job_dir = spec.job_dir
     job_dir.mkdir(parents=True, exist_ok=True)
+    if spec.datasets:
+        from harness.data.declare import declare_portable
+
+        declare_portable(spec.datasets)
     if (existing := R.read_json(job_dir / R.METRICS)) is not None:
         return existing
     distributed.init_from_environment(device_for(spec.device))
@@ -155,7 +171,9 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
     try:
         _configure_threads()
         log.info("job %s starts (%s)", spec.job_id, spec.stage)
-        rows, updates = (run_pretrain if spec.stage == "pretrain" else run_downstream)(spec)
+        with _curves(spec, main) as curves:
+            rows, updates = (run_pretrain if spec.stage == "pretrain" else run_downstream)(spec)
+            curves.eval_rows(rows)
         doc = {"job_id": spec.job_id, "study": spec.study, "scale": spec.scale, "stage": spec.stage,
                "upstream": spec.upstream, **spec.coords, "metrics": rows, "updates": updates,
                "wall_time_s": round(time.time() - start, 2), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}

@@ -57,6 +57,11 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def replace(self, name: str, obj: T) -> T:
+        """Register ``obj`` under ``name``, replacing an earlier entry (declarations read from files)."""
+        self._entries[name] = obj
+        return obj
+
     def get(self, name: str) -> T:
         if name not in self._entries:
             raise UnknownNameError(self.kind, name, self.names())
