@@ -93,6 +93,9 @@ def _print_plan(plan, args, missing: dict[str, str]) -> int:
                   ", ".join(f"{m} {v / 3600:.3g}" for m, v in sorted(rows.items())) + ")")
     for reason in sorted({j.unavailable for j in plan.jobs if j.unavailable}):
         print(f"unavailable: {reason}")
+    from harness.plan import resolved_params_lines
+
+    print("resolved parameters (in the job identities):", *resolved_params_lines(plan), sep="\n")
     if missing:
         print(f"\n{len(missing)} dataset(s) not found here; the estimate uses their declared image counts and the "
               "ids of jobs that read them are provisional:")

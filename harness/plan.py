@@ -210,6 +210,19 @@ def downstream_jobs(study: Study, upstream: list[Job]) -> list[Job]:
     return jobs
 
 
+def resolved_params_lines(plan: Plan) -> list[str]:
+    """One line per distinct resolved parameter set (a method's, or a task's on a dataset), as the jobs carry
+    them into their identities: what `harness plan` shows so that a recipe can be read before it runs."""
+    seen: dict[str, list[str]] = {}
+    for job in plan.jobs:
+        c = job.config
+        who = f"method {c['method']}" if job.stage == "pretrain" else f"task {c['task']} on {c['dataset']}"
+        text = " ".join(f"{k}={v}" for k, v in sorted(c["params"].items()))
+        if text not in seen.setdefault(who, []):
+            seen[who].append(text)
+    return [f"  {who}: {text}" for who, texts in seen.items() for text in texts]
+
+
 def make_plan(study: Study) -> Plan:
     pre = pretrain_jobs(study)
     return Plan(study, pre + downstream_jobs(study, pre))

@@ -78,7 +78,8 @@ class DINO(PretrainMethod):
     relative_cost = 4.6  # FLOPs at ViT-S/16: student on 2x224 + 10x96 crops, teacher fwd on 2x224 (docs/methods.md)
     exact_under_accumulation = True
     recipe = ("DINO ViT-S/16: 300-800 epochs on ImageNet-1k, batch 1024, lr 5e-4 x batch/256 = 2e-3, wd 0.04 "
-              "-> 0.4 (cosine), last layer frozen for 1 epoch, warm-up 10 epochs, clip 3.0, drop path 0.1, out_dim 65536, 2x224 + 10x96 crops, "
+              "-> 0.4 (cosine), last layer frozen for 1 epoch, warm-up 10 epochs, clip 3.0, drop path 0.1, "
+              "out_dim 65536, 2x224 + 10x96 crops, "
               "teacher temp 0.04 -> 0.07 over 30 epochs, teacher momentum 0.996 -> 1")
     # lr = blr x batch / 256 (main_dino.py); tiny: 5e-4 at batch 64 (the tiny-scale probe)
     defaults = {
