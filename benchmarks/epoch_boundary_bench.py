@@ -1,12 +1,13 @@
 """Epoch-boundary overhead of the training loop at 1 % vs 100 % of an ImageNet-sized set (a script, not a test).
 
-    PYTHONPATH=. python benchmarks/epoch_boundary_bench.py [--updates 1000] [--workers 10] [--batch 128]
+    PYTHONPATH=. python benchmarks/epoch_boundary_bench.py [--updates 1000] [--workers 10] [--batch 128] [--repeats 5]
 
 With a fixed number of updates, 1 % of ImageNet crosses an epoch boundary every ~100 updates (per-GPU batch 128),
 100 % every ~10,000. The script times ``updates`` updates of ``harness.engine.train`` (a linear model, so that
 the loop, the loader and the epoch ends are what is measured) over a synthetic 1.28M-entry index with the
 paper's loader settings (10 workers, per-GPU batch 128; images 3x16x16 instead of 3x224x224, with a random flip
-drawn from the item's RNG) at both fractions, and prints the ratio. For comparison it times the loader the
+drawn from the item's RNG) at both fractions, best of ``repeats`` in alternating order, after a warm-up run,
+and prints the ratio. For comparison it times the loader the
 engine used before: a new DataLoader (and its workers) at every epoch, iterated over the same batches.
 Goal: ratio <= 1.05.
 """
@@ -49,11 +50,11 @@ class SyntheticImages(Dataset):
 
 
 def time_engine(dataset: Dataset, args, folder: Path) -> float:
-    model = nn.Linear(3 * args.size * args.size, 1000)
+    model = nn.Linear(3 * args.size * args.size, 10)  # small: the loop and the loader are what is timed
 
     def step(batch):
         x, y = batch
-        return nn.functional.cross_entropy(model(x.flatten(1)), y), {}
+        return nn.functional.cross_entropy(model(x.flatten(1)), y % 10), {}
 
     cfg = TrainConfig(batch_size=args.batch, total_updates=args.updates, warmup_updates=0, lr=1e-3,
                       num_workers=args.workers)
@@ -85,21 +86,36 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=10)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--size", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", type=Path, default=None, help="also write the numbers as JSON here")
     args = ap.parse_args()
     torch.set_num_threads(1)
     sets = {f: SyntheticImages(f, args.size) for f in (0.01, 1.0)}
-    result: dict = {"updates": args.updates, "workers": args.workers, "batch": args.batch, "image": args.size}
+    result: dict = {"updates": args.updates, "workers": args.workers, "batch": args.batch, "image": args.size,
+                    "repeats": args.repeats}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, fn in (("engine", lambda d: time_engine(d, args, Path(tmp))),
-                         ("per_epoch_loaders", lambda d: time_per_epoch_loaders(d, args))):
-            t = {f: fn(d) for f, d in sets.items()}
+        runs = 0
+
+        def engine(d: Dataset) -> float:
+            nonlocal runs
+            runs += 1
+            return time_engine(d, args, Path(tmp) / str(runs))
+
+        warm = argparse.Namespace(**{**vars(args), "updates": 5})
+        time_engine(sets[0.01], warm, Path(tmp) / "warm-up")  # imports and first-call costs stay out
+        for name, fn in (("engine", engine), ("per_epoch_loaders", lambda d: time_per_epoch_loaders(d, args))):
+            times: dict[float, list[float]] = {0.01: [], 1.0: []}
+            for r in range(args.repeats):  # alternate the order; the best of each is the least disturbed
+                for f in ((0.01, 1.0) if r % 2 == 0 else (1.0, 0.01)):
+                    times[f].append(fn(sets[f]))
+            t = {f: min(v) for f, v in times.items()}
             boundaries = {f: args.updates / updates_per_epoch(len(d), args.batch) for f, d in sets.items()}
-            result[name] = {"s_1pct": round(t[0.01], 2), "s_100pct": round(t[1.0], 2),
-                            "ratio": round(t[0.01] / t[1.0], 3), "epoch_ends_1pct": round(boundaries[0.01], 1),
+            result[name] = {"s_1pct": [round(x, 2) for x in times[0.01]], "s_100pct": [round(x, 2) for x in times[1.0]],
+                            "ratio_of_best": round(t[0.01] / t[1.0], 3), "epoch_ends_1pct": round(boundaries[0.01], 1),
                             "epoch_ends_100pct": round(boundaries[1.0], 2)}
             print(f"{name:<18} {args.updates} updates: 1 % {t[0.01]:.2f} s ({boundaries[0.01]:.0f} epoch ends), "
-                  f"100 % {t[1.0]:.2f} s -> ratio {t[0.01] / t[1.0]:.3f} (goal <= 1.05)", flush=True)
+                  f"100 % {t[1.0]:.2f} s -> ratio {t[0.01] / t[1.0]:.3f} (goal <= 1.05; best of {args.repeats})",
+                  flush=True)
     if args.out:
         args.out.write_text(json.dumps(result, indent=1) + "\n")
 
