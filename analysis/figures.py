@@ -105,7 +105,7 @@ def write_figures(frame: pd.DataFrame, out_dir: Path) -> list[Path]:
         for (task, td), panel in h.groupby(["task", "task_dataset"]):
             for metric in primary_metrics(panel["metric"]):
                 rows = panel[panel["metric"] == metric]
-                ylabel = f"{metric} ({task}, {td})"
+                ylabel = f"{metric} in % ({task}, {td})"  # every primary metric is a percentage
                 if _varies(rows, "fraction"):
                     fig = line_figure(rows, "fraction", "fraction of the pre-training data", ylabel, log_x=True)
                     written += _save(fig, out_dir / f"fractions-{task}-{td}-{metric}")

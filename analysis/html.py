@@ -1,8 +1,10 @@
-"""One static HTML page per study: claims with verdicts, tables, figures, the jobs present and their provenance.
-No script, no external resource: figures are linked relatively, styles are inline, so it opens offline."""
+"""One static HTML page per study: claims with verdicts, tables, figures, training curves, every job with its
+state, and provenance. Self-contained: figures are embedded as data URIs and styles are inline, so the page
+works offline and when mailed; links to the files beside it (tables, logs, histories) work next to the results."""
 
 from __future__ import annotations
 
+import base64
 import html
 import time
 from pathlib import Path
@@ -21,6 +23,7 @@ th:first-child, td:first-child { text-align: left; }
 thead th { border-bottom: 2px solid #444; }
 .holds { background: #d8f0d8; } .fails { background: #f6d5d5; } .unknown { background: #eee; }
 figure { display: inline-block; margin: 0.5em; vertical-align: top; } figure img { width: 26em; }
+.done { background: #d8f0d8; } .failed, .dependency-failed { background: #f6d5d5; } .running { background: #fff3c4; }
 figcaption, .small { font-size: 0.8em; color: #555; }
 code { font-size: 0.85em; }
 """
@@ -71,19 +74,62 @@ def frame_html(frame: pd.DataFrame) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def data_uri(png: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode()
+
+
+def _figure(png: Path, base: Path, caption: str, anchor: str = "") -> str:
+    links = f'<a href="{_e(png.relative_to(base).as_posix())}">PNG</a>'
+    if (pdf := png.with_suffix(".pdf")).exists():
+        links += f' · <a href="{_e(pdf.relative_to(base).as_posix())}">PDF</a>'
+    ident = f' id="{_e(anchor)}"' if anchor else ""
+    return (f'<figure{ident}><img src="{data_uri(png)}" alt="{_e(caption)}"><figcaption>{_e(caption)} · {links}'
+            "</figcaption></figure>")
+
+
 def figures_html(figures: list[Path], base: Path) -> str:
-    out = []
-    for png in figures:
-        pdf = png.with_suffix(".pdf")
-        rel = png.relative_to(base).as_posix()
-        pdf_link = f' · <a href="{_e(pdf.relative_to(base).as_posix())}">PDF</a>' if pdf.exists() else ""
-        out.append(f'<figure><img src="{_e(rel)}" alt="{_e(png.stem)}"><figcaption>{_e(png.stem)}{pdf_link}'
-                   "</figcaption></figure>")
+    out = [_figure(png, base, png.stem) for png in figures]
     return "".join(out) or "<p>No figure: the results vary along no fraction, epochs or pre-training-data axis.</p>"
 
 
+def error_bars_html(seeds: pd.Series) -> str:
+    """How to read the figures and tables: what a point, a ± and an error bar are, and how many seeds each has."""
+    counts = seeds.value_counts().sort_index()
+    per = ", ".join(f"{n} seed{'s' if n > 1 else ''}: {c} cell{'s' if c > 1 else ''}" for n, c in counts.items())
+    return ("<p class=small>Each point and table entry is the mean over training seeds of one study cell (method x "
+            "pre-training data x fraction x epochs, on one downstream task). Error bars and ± values are one "
+            "standard deviation over those seeds; a cell with a single seed has none. Metrics are percentages "
+            f"(top-1 accuracy, COCO AP, mIoU). Seeds per cell: {_e(per) or 'no result yet'}.</p>")
+
+
+def curves_html(curves: list[tuple[str, Path]], base: Path) -> str:
+    if not curves:
+        return "<p>No training curve yet (jobs write history.jsonl as they train).</p>"
+    return "".join(_figure(png, base, title, anchor=png.stem) for title, png in curves)
+
+
+def states_html(states: pd.DataFrame, curve_anchor: dict[str, str]) -> str:
+    """Every job with its state (done, failed and why, running and how far, pending) and links to its files."""
+    counts = states["state"].value_counts()
+    summary = ", ".join(f"{_e(k)} {v}" for k, v in counts.items())
+    rows = []
+    for r in states.to_dict("records"):
+        links = [f'<a href="{_e(r[k])}">{name}</a>' for k, name in (("log", "log"), ("history", "history"))
+                 if isinstance(r.get(k), str)]
+        if r["job_id"] in curve_anchor:
+            links.append(f'<a href="#{_e(curve_anchor[r["job_id"]])}">curves</a>')
+        where = f"{r['task']} on {r['task_dataset']}" if isinstance(r.get("task"), str) else "pre-training"
+        rows.append(f'<tr class="{_e(r["state"])}"><td>{_e(r["job_id"])}</td><td>{_e(where)}</td>'
+                    f'<td><b>{_e(r["state"])}</b></td><td class=small>{_e(r["detail"])}</td>'
+                    f'<td class=small>{" · ".join(links)}</td></tr>')
+    return (f"<p class=small>{summary or 'no job has started'}</p><table><thead><tr><th>job</th><th>stage</th>"
+            f"<th>state</th><th>detail</th><th>files</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+
+
 def write_page(path: Path, *, study: str, scale: str, tables: list[tuple[Table, dict[str, str]]], figures: list[Path],
-               claims: list[ClaimResult], jobs: pd.DataFrame, envs: pd.DataFrame, links: dict[str, str]) -> Path:
+               claims: list[ClaimResult], jobs: pd.DataFrame, envs: pd.DataFrame, links: dict[str, str],
+               states: pd.DataFrame | None = None, curves: list[tuple[str, Path]] = (),
+               seeds: pd.Series | None = None, curve_anchor: dict[str, str] | None = None) -> Path:
     summary = envs.assign(git=envs.apply(commit_label, axis=1))
     prov = (summary.groupby(["git", "python", "packages"], dropna=False)["job_id"].count().rename("jobs").reset_index()
             if len(summary) else summary)
@@ -94,8 +140,12 @@ def write_page(path: Path, *, study: str, scale: str, tables: list[tuple[Table, 
         f"({len(jobs)} jobs). " + " · ".join(f'<a href="{_e(h)}">{_e(n)}</a>' for n, h in links.items()) + "</p>",
         "<h2>The paper's claims</h2>", claims_html(claims),
         "<h2>Tables</h2>", "".join(table_html(t, f) for t, f in tables) or "<p>No downstream result yet.</p>",
-        "<h2>Figures</h2>", figures_html(figures, path.parent),
-        "<h2>Plan: the jobs present</h2>", frame_html(jobs),
+        "<h2>Figures</h2>", error_bars_html(seeds if seeds is not None else pd.Series(dtype=int)),
+        figures_html(figures, path.parent),
+        "<h2>Training curves</h2>", curves_html(list(curves), path.parent),
+        "<h2>Jobs and their state</h2>",
+        states_html(states, curve_anchor or {}) if states is not None else "<p>No job folder.</p>",
+        "<h2>Plan: the jobs with results</h2>", frame_html(jobs),
         "<h2>Provenance</h2>", f"<p>Hosts: {_e(hosts)}</p>", frame_html(prov),
         "<h3>Per job</h3>", frame_html(envs[["job_id", "git_commit", "git_dirty", "host", "python"]]),
     ]

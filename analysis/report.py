@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.claims import evaluate_study, write_claims
+from analysis.curves import cell_title, job_states, loss_curve_figures
 from analysis.figures import write_figures
 from analysis.html import write_page
 from analysis.provenance import commits, environments, jobs_frame, varying_params
@@ -32,6 +33,14 @@ def write_report(frame: pd.DataFrame, study_dir: Path, scale: str | None = None,
     for s in scales:
         written += _write_one(frame[frame["scale"] == s], study_dir, study_dir / "by-scale" / s, s, what)
     return written
+
+
+def seeds_per_cell(frame: pd.DataFrame) -> pd.Series:
+    """How many seeds each cell (method x data x fraction x epochs, per task and metric) averages."""
+    if frame.empty:
+        return pd.Series(dtype=int)
+    keys = ["method", "pretrain_dataset", "fraction", "epochs", "task", "task_dataset", "metric"]
+    return frame.groupby(keys, dropna=False)["seed"].nunique()
 
 
 def _plan(jobs: pd.DataFrame, study_dir: Path) -> pd.DataFrame:
@@ -63,6 +72,11 @@ def _write_one(frame: pd.DataFrame, study_dir: Path, out: Path, scale: str, what
         collected = {f"collected.{e}": f"collected.{e}" for e in ("csv", "parquet") if (study_dir / f"collected.{e}").exists()}
         if out == study_dir:
             links.update(collected)
+        states = job_states(study_dir, jobs)
+        curves = loss_curve_figures(study_dir, states, out / "figures" / "curves")
+        anchors = {r["job_id"]: png.stem for r in states.to_dict("records") if isinstance(r["method"], str)
+                   for title, png in curves if cell_title(r) == title}
         written.append(write_page(out / "report.html", study=study, scale=scale, tables=tables, figures=figures,
-                                  claims=results, jobs=_plan(jobs, study_dir), envs=envs, links=links))
+                                  claims=results, jobs=_plan(jobs, study_dir), envs=envs, links=links,
+                                  states=states, curves=curves, seeds=seeds_per_cell(frame), curve_anchor=anchors))
     return written

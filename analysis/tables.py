@@ -210,17 +210,14 @@ def latex_escape(text: str) -> str:
 
 
 def to_latex(table: Table) -> str:
-    """A booktabs table written by hand (pandas' Styler.to_latex would need jinja2)."""
-    spec = "l" + "c" * len(table.columns)
-    head = " & ".join(latex_escape(x) for x in [table.row_header, *table.columns]) + r" \\"
-    body = [" & ".join(latex_escape(x) for x in [r, *(table.text(r, c) for c in table.columns)]) + r" \\"
-            for r in table.rows]
-    return "\n".join([
-        r"% requires \usepackage{booktabs}",
-        r"\begin{table}[t]", r"\centering", r"\small",
-        rf"\caption{{{latex_escape(table.title)}}}", rf"\label{{tab:{table.stem.replace('_', '-')}}}",
-        rf"\begin{{tabular}}{{{spec}}}", r"\toprule", head, r"\midrule", *body, r"\bottomrule", r"\end{tabular}",
-        r"\end{table}", ""])
+    """A booktabs table through pandas' ``Styler.to_latex``; every cell and header escaped by ``latex_escape``."""
+    text = table.text_frame().reset_index()
+    frame = pd.DataFrame([[latex_escape(x) for x in row] for row in text.itertuples(index=False)],
+                         columns=[latex_escape(c) for c in [table.row_header, *table.columns]])
+    body = frame.style.hide(axis="index").to_latex(
+        column_format="l" + "c" * len(table.columns), hrules=True, position="t", position_float="centering",
+        caption=latex_escape(table.title), label=f"tab:{table.stem.replace('_', '-')}")
+    return "% requires \\usepackage{booktabs}\n" + body.replace("\\centering", "\\centering\n\\small", 1)
 
 
 def provenance_frame(table: Table, frame: pd.DataFrame, commits: dict[str, str] | None = None) -> pd.DataFrame:

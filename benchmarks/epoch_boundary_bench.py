@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from harness.engine import TrainConfig, epoch_permutation, train, updates_per_epoch
+from harness.engine import TrainConfig, epoch_order, train, updates_per_epoch
 
 IMAGENET_TRAIN = 1_281_167
 
@@ -68,7 +68,7 @@ def time_per_epoch_loaders(dataset: Dataset, args) -> float:
     t0, done, epoch = time.perf_counter(), 0, 0
     per_epoch = updates_per_epoch(len(dataset), args.batch)
     while done < args.updates:
-        order = epoch_permutation(len(dataset), 0, epoch)
+        order = epoch_order(len(dataset), TrainConfig(batch_size=args.batch, total_updates=0, warmup_updates=0, lr=0), epoch)
         batches = [order[i * args.batch:(i + 1) * args.batch] for i in range(per_epoch)]
         loader = DataLoader(dataset, batch_sampler=batches, num_workers=args.workers,
                             generator=torch.Generator().manual_seed(epoch))

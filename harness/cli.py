@@ -33,7 +33,8 @@ def _load(args):
     from harness.plan import make_plan
     from harness.spec import load_study
 
-    return make_plan(load_study(args.study, args.scale, seeds=_seeds(getattr(args, "seeds", None))))
+    return make_plan(load_study(args.study, args.scale, seeds=_seeds(getattr(args, "seeds", None)),
+                                sets=getattr(args, "set", None)))
 
 
 def _seeds(text: str | None) -> int | list[int] | None:
@@ -44,11 +45,23 @@ def _seeds(text: str | None) -> int | list[int] | None:
 
 
 def cmd_plan(args) -> int:
+    from harness.data import without_roots
+    from harness.errors import DataRootError
+
+    try:
+        plan, missing = _load(args), {}
+    except DataRootError:  # show the whole grid anyway, with every missing root at once
+        with without_roots() as missing:
+            plan = _load(args)
+            return _print_plan(plan, args, missing)
+    return _print_plan(plan, args, missing)
+
+
+def _print_plan(plan, args, missing: dict[str, str]) -> int:
     from harness.estimate import CPU_FLOPS, GPU_FLOPS, format_duration, job_flops
     from harness.launch import study_dir_for
     from harness.launch.state import job_statuses
 
-    plan = _load(args)
     study_dir = study_dir_for(plan, _results_root(args))
     statuses = job_statuses(plan.jobs, study_dir)
     s = plan.study
@@ -80,6 +93,12 @@ def cmd_plan(args) -> int:
                   ", ".join(f"{m} {v / 3600:.3g}" for m, v in sorted(rows.items())) + ")")
     for reason in sorted({j.unavailable for j in plan.jobs if j.unavailable}):
         print(f"unavailable: {reason}")
+    if missing:
+        print(f"\n{len(missing)} dataset(s) not found here; the estimate uses their declared image counts and the "
+              "ids of jobs that read them are provisional:")
+        for name, error in missing.items():
+            print(f"  {name}: {error}")
+        return 1
     return 0
 
 
@@ -102,7 +121,7 @@ def cmd_run(args) -> int:
             print(f"would run {jid}")
         return 0
     for jid in report.failed:
-        print(f"FAILED {jid}: {report.outcome[jid]}  (see {study_dir_for(plan, root) / jid})")
+        print(f"FAILED {jid}: {_last_line(report.outcome[jid])}  (log: {study_dir_for(plan, root) / jid / 'log.txt'})")
     if args.executor in ("debug", "local"):
         study_dir = study_dir_for(plan, root)
         frame = collect(study_dir, only={j.id for j in plan.jobs})
@@ -113,7 +132,14 @@ def cmd_run(args) -> int:
     return 1 if report.failed else 0
 
 
+def _last_line(text: str) -> str:
+    """The last non-empty line of an error (a traceback's exception line)."""
+    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
 def cmd_status(args) -> int:
+    from harness.curves import progress_text
     from harness.launch import study_dir_for
     from harness.launch.state import job_statuses
 
@@ -131,8 +157,10 @@ def cmd_status(args) -> int:
             st = statuses[job.id]
             stage = job.stage if job.stage == "pretrain" else f"{job.coords['task']}@{job.coords['task_dataset']}"
             line = f"  {stage:<24} {st.state.value:<18} {job.id}"
+            if st.state.value == "running" and (now := progress_text(study_dir / job.id)):
+                line += f"  {now}"
             if st.detail:
-                line += f"  [{st.detail}]"
+                line += f"  [{_last_line(st.detail)}]"
             print(line)
             if st.state.value in ("failed", "dependency-failed") and st.log:
                 print(f"  {'':<24} log: {st.log}")
@@ -148,7 +176,7 @@ def _collect_study(args):
     from harness.plan import make_plan
     from harness.spec import load_study
 
-    study = load_study(args.study, args.scale, seeds=_seeds(args.seeds))
+    study = load_study(args.study, args.scale, seeds=_seeds(args.seeds), sets=args.set)
     study_dir = _results_root(args) / study.name
     only = None
     if not getattr(args, "all", False):
@@ -187,6 +215,54 @@ def cmd_report(args) -> int:
     return 0
 
 
+def _study_dir(args) -> Path:
+    """The study's results folder, from the study file's name alone (no plan, no data needed)."""
+    import yaml
+
+    from harness.spec import find_study_file
+
+    return _results_root(args) / yaml.safe_load(find_study_file(args.study).read_text())["name"]
+
+
+def cmd_logs(args) -> int:
+    from harness import results as R
+    from harness.joblog import follow, plain
+
+    study_dir = _study_dir(args)
+    jobs = [d for d in R.iter_job_dirs(study_dir) if (d / R.LOG).exists()]
+    if args.job is None:  # every job's newest line
+        for d in jobs:
+            lines = (d / R.LOG).read_text().splitlines()
+            print(f"{R.local_job_state(d).value:<18} {d.name}  {plain(lines[-1]) if lines else ''}")
+        return 0
+    matches = [d for d in jobs if d.name == args.job] or [d for d in jobs if args.job in d.name]
+    if len(matches) != 1:
+        names = "\n  ".join(d.name for d in matches or jobs)
+        print(f"error: {'several' if matches else 'no'} jobs with a log match {args.job!r} under {study_dir}:\n  {names}",
+              file=sys.stderr)
+        return 2
+    job_dir = matches[0]
+    show = (lambda line: line) if args.json else plain
+    if not args.follow:
+        for line in (job_dir / R.LOG).read_text().splitlines():
+            print(show(line))
+        return 0
+    ended = lambda: R.local_job_state(job_dir) in (R.JobState.DONE, R.JobState.FAILED)  # noqa: E731
+    for line in follow(job_dir / R.LOG, stop=ended):
+        print(show(line), flush=True)
+    return 0
+
+
+def cmd_cancel(args) -> int:
+    from harness.launch.cancel import cancel
+
+    stopped = cancel(_study_dir(args), args.stage)
+    for line in stopped:
+        print(f"stopped {line}")
+    print(f"{len(stopped)} stopped" + ("" if stopped else " (nothing of this study is running)"))
+    return 0
+
+
 def cmd_methods(args) -> int:
     from harness.methods import METHODS, OPTIM_DEFAULTS
 
@@ -218,21 +294,60 @@ def cmd_job(args) -> int:
     return 0
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default (unless its help says it) and keeps the examples' line breaks."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+EXAMPLES = {
+    "harness": "examples:\n  harness plan imagenet-fractions\n  harness run imagenet-fractions --executor local\n"
+               "  harness status imagenet-fractions\n  harness report imagenet-fractions",
+    "plan": "example:\n  harness plan imagenet-fractions --scale paper --set 'pretrain.epochs=[100]'",
+    "run": "examples:\n  harness run imagenet-fractions                      # tiny scale, local processes\n"
+           "  harness run imagenet-fractions --scale paper --executor slurm --cluster mycluster.yaml",
+    "status": "example:\n  harness status imagenet-fractions --scale paper",
+    "collect": "example:\n  harness collect imagenet-fractions",
+    "report": "example:\n  harness report imagenet-fractions --only html",
+    "logs": "examples:\n  harness logs imagenet-fractions                 # every job's newest line\n"
+            "  harness logs imagenet-fractions pre-mae -f       # follow one job (an id or a unique part of it)",
+    "cancel": "example:\n  harness cancel imagenet-fractions --stage downstream",
+}
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"harness {version('harness')}"
+    except PackageNotFoundError:
+        return "harness (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="harness", description=__doc__)
+    p = argparse.ArgumentParser(prog="harness", description=__doc__, epilog=EXAMPLES["harness"], formatter_class=_Help)
+    p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", required=True)
 
-    def study_cmd(name: str, help: str):
-        sp = sub.add_parser(name, help=help)
+    def study_cmd(name: str, help: str, grid: bool = True):
+        sp = sub.add_parser(name, help=help, description=help, epilog=EXAMPLES.get(name), formatter_class=_Help)
         sp.add_argument("study", help="a study name (imagenet-fractions) or a YAML path")
-        sp.add_argument("--scale", default=None, help="tiny (default) or paper, or another scale of the study")
-        sp.add_argument("--results", default=None, help="results root (default ./results or $HARNESS_RESULTS)")
-        sp.add_argument("--seeds", default=None, help="override the grid's seeds: N (0..N-1) or a list 0,1,2")
+        sp.add_argument("--scale", default=None, help="scale of the study (default: the file's default_scale, tiny)")
+        sp.add_argument("--results", default=None, help="results root (default: $HARNESS_RESULTS, else ./results)")
+        if grid:
+            sp.add_argument("--seeds", default=None, help="override the grid's seeds: N (0..N-1) or a list 0,1,2")
+            sp.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
+                            help="override a key of the chosen scale, validated like the file (YAML value; "
+                                 "repeatable): --set 'pretrain.epochs=[3]' --set downstream.0.params.epochs=2")
         return sp
 
     study_cmd("plan", "print the jobs, their state and a compute estimate; runs nothing").set_defaults(fn=cmd_plan)
     r = study_cmd("run", "run or submit the study's jobs that are not done")
-    r.add_argument("--executor", default="local", choices=["debug", "local", "slurm"])
+    r.add_argument("--executor", default="local", choices=["debug", "local", "slurm"],
+                   help="debug: one job after another in this process; local: subprocesses; slurm: sbatch")
     r.add_argument("--retry-failed", action="store_true", help="re-submit jobs that failed before")
     r.add_argument("--dry-run", action="store_true", help="print what would be submitted, submit nothing")
     r.add_argument("--max-parallel", type=int, default=2, help="local executor: jobs at a time")
@@ -249,6 +364,15 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--only", nargs="*", choices=["tables", "figures", "claims", "html"])
     rp.add_argument("--recollect", action="store_true", help="re-read the job folders first")
     rp.set_defaults(fn=cmd_report)
+    lg = study_cmd("logs", "print a job's log (or every job's newest line); -f follows it", grid=False)
+    lg.add_argument("job", nargs="?", default=None, help="a job id or a unique part of one")
+    lg.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until the job ends")
+    lg.add_argument("--json", action="store_true", help="print the log's JSON lines as they are")
+    lg.set_defaults(fn=cmd_logs)
+    ca = study_cmd("cancel", "stop the study's running jobs (local processes, SLURM jobs) and its local drivers",
+                   grid=False)
+    ca.add_argument("--stage", default=None, choices=["pretrain", "downstream"], help="only this stage's jobs")
+    ca.set_defaults(fn=cmd_cancel)
     sub.add_parser("methods", help="list pre-training methods and their defaults").set_defaults(fn=cmd_methods)
     sub.add_parser("tasks", help="list downstream tasks and their defaults").set_defaults(fn=cmd_tasks)
     j = sub.add_parser("job", help="run one job from a spec.json (what a worker does)")

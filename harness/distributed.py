@@ -75,6 +75,17 @@ def mean_across_ranks(value: float) -> float:
     return float(t.item()) / dist.get_world_size()
 
 
+def gather_batch(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Every rank's ``x`` concatenated in rank order, and where this rank's rows start. Differentiable: the
+    backward pass sums the gradients every rank's loss sends to this rank's rows (``torch.distributed.nn``),
+    so a loss over the gathered batch trains as one process on the global batch would. Needs equal row counts."""
+    if not active():
+        return x, 0
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(x)), rank() * x.shape[0]
+
+
 def barrier() -> None:
     if active():
         dist.barrier()

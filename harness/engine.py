@@ -34,7 +34,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from harness import distributed
-from harness.optim import build_optimizer, cosine_lr, set_lr
+from harness.curves import active as active_curves
+from harness.optim import build_optimizer, cosine_lr, set_lr, set_weight_decay
 from harness.results import atomic_torch_save
 
 log = logging.getLogger("harness.engine")
@@ -50,11 +51,13 @@ class TrainConfig:
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.999)
     clip_grad: float | None = None
+    weight_decay_end: float | None = None  # cosine weight-decay schedule to this value (DINO); None: constant
     layer_decay: float | None = None
     num_layers: int | None = None
     seed: int = 0
     num_workers: int = 0
     drop_last: bool = True
+    repeated_aug: int = 0  # > 1: each epoch shows every drawn image that many times (DeiT; timm's RepeatAugSampler)
     accum_steps: int = 1  # micro-batches per update; the update stays the whole batch's
     # when to checkpoint (also at the end and on the preemption signal); the cadence never changes a result
     checkpoint_every_updates: int = field(default_factory=lambda: _env_number("HARNESS_CHECKPOINT_UPDATES", 1000))
@@ -100,9 +103,17 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def epoch_permutation(n_items: int, seed: int, epoch: int) -> list[int]:
-    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(n_items, generator=g).tolist()
+def epoch_order(n: int, cfg: TrainConfig, epoch: int, generator: torch.Generator | None = None) -> list[int]:
+    """The global order of one epoch's items: a permutation, or timm's repeated-augmentation order (one draw
+    of n / repeats images, each ``repeats`` times in a row, so copies share a global batch as in DeiT)."""
+    if cfg.repeated_aug > 1:
+        from timm.data.distributed_sampler import RepeatAugSampler
+
+        sampler = RepeatAugSampler(range(n), num_replicas=1, rank=0, num_repeats=cfg.repeated_aug, selected_round=0)
+        sampler.set_epoch(cfg.seed * 1_000_003 + epoch)
+        return list(sampler)
+    generator = generator or torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=generator).tolist()
 
 
 def item_seed(seed: int, epoch: int, position: int) -> int:
@@ -129,7 +140,7 @@ class RunSampler:
         step, bs = self.start, self.batch_size
         while step < self.cfg.total_updates:
             epoch, offset = divmod(step, self.per_epoch)
-            order = epoch_permutation(self.n, self.cfg.seed, epoch)
+            order = epoch_order(self.n, self.cfg, epoch)
             for b in range(offset, self.per_epoch):
                 if step >= self.cfg.total_updates:
                     return
@@ -288,11 +299,13 @@ def train(
     device: torch.device | None = None,
     optimizer_model: nn.Module | None = None,
     stop_after_updates: int | None = None,
+    before_optimizer_step: Callable[[int, int], None] | None = None,
 ) -> TrainState:
     """Run ``cfg.total_updates`` optimiser steps of ``step_fn(batch) -> (loss, logs)`` over ``dataset``.
 
     ``optimizer_model`` restricts what is optimised (default: ``model``). ``stop_after_updates`` stops early
-    after that many updates with a checkpoint written (used to test resumption).
+    after that many updates with a checkpoint written (used to test resumption). ``before_optimizer_step(step,
+    total)`` runs between the (clipped) gradients and the update (e.g. DINO drops its last layer's gradients).
     """
     device = device or next(model.parameters()).device
     optimizer = build_optimizer(optimizer_model or model, cfg.lr, cfg.weight_decay, cfg.betas, cfg.layer_decay, cfg.num_layers)
@@ -324,6 +337,7 @@ def train(
     ddp = distributed.active()
     if ddp:
         step_fn = _distributed_step(model, step_fn, device)
+    curves = active_curves()  # records nothing outside a job and on ranks other than 0
     bar = tqdm(total=cfg.total_updates, initial=state.step, desc=desc, unit="upd", dynamic_ncols=True,
                disable=os.environ.get("HARNESS_PROGRESS", "1") == "0", mininterval=1.0)
     model.train()
@@ -336,9 +350,13 @@ def train(
             if ddp and cfg.num_workers and state.step % per_epoch == 0:
                 reseed_ranks(state.step // per_epoch)
             set_lr(optimizer, cosine_lr(state.step, cfg.total_updates, cfg.warmup_updates, cfg.lr, cfg.min_lr))
-            loss, logs = _update(step_fn, _to_device(batch, device), optimizer, cfg, state.step, use_amp,
-                                 (optimizer_model or model).parameters())
+            if cfg.weight_decay_end is not None:
+                set_weight_decay(optimizer, cosine_lr(state.step, cfg.total_updates, 0, cfg.weight_decay,
+                                                      cfg.weight_decay_end))
+            loss, logs, grad_norm = _update(step_fn, _to_device(batch, device), optimizer, cfg, state.step, use_amp,
+                                            (optimizer_model or model).parameters(), curves, before_optimizer_step)
             state.step += 1
+            _record(curves, state.step, cfg, batch, loss, logs, optimizer, grad_norm)
             if after_step is not None:
                 after_step(state.step, cfg.total_updates)
             count += 1
@@ -372,8 +390,10 @@ LOSS_ITEMS = "loss_items"
 
 
 def _update(step_fn: Callable, batch, optimizer, cfg: TrainConfig, step: int, use_amp: bool,
-            params: Iterator[nn.Parameter]) -> tuple[float, dict]:
-    """One optimiser step over ``batch`` in ``cfg.accum_steps`` micro-batches; returns its loss and logs.
+            params: Iterator[nn.Parameter], curves, before_optimizer_step: Callable | None
+            ) -> tuple[float, dict, torch.Tensor | None]:
+    """One optimiser step over ``batch`` in ``cfg.accum_steps`` micro-batches; returns its loss, its logs and
+    the gradient norm (when clipped, or when the curves record this update).
 
     Micro-batch i's loss is a mean over w_i things (``LOSS_ITEMS``, default its items); its gradient enters with
     weight w_i / sum(w), so the sum is the gradient of the whole batch's mean. The sum is known at the last
@@ -405,14 +425,39 @@ def _update(step_fn: Callable, batch, optimizer, cfg: TrainConfig, step: int, us
                     if p.grad is not None:
                         p.grad.div_(total)
                 (loss * (weights[-1] / total)).backward()
+    grad_norm = None
     if cfg.clip_grad:
-        nn.utils.clip_grad_norm_(params, cfg.clip_grad)
+        grad_norm = nn.utils.clip_grad_norm_(params, cfg.clip_grad)
+    elif curves.due(step + 1, cfg.total_updates):
+        grad_norm = nn.utils.get_total_norm(p.grad for p in params if p.grad is not None)
+    if before_optimizer_step is not None:
+        before_optimizer_step(step, cfg.total_updates)
     optimizer.step()
     if len(parts) == 1:
-        return losses[0], logs_list[0]
+        return losses[0], logs_list[0], grad_norm
     total = sum(weights)
     mean_logs = {k: sum(float(lg[k]) * w for lg, w in zip(logs_list, weights)) / total for k in logs_list[0]}
-    return sum(v * w for v, w in zip(losses, weights)) / total, mean_logs
+    return sum(v * w for v, w in zip(losses, weights)) / total, mean_logs, grad_norm
+
+
+def _batch_images(batch) -> int:
+    """Images in a batch (a rank's share under DDP): every batch here ends with one label or target per image."""
+    last = batch[-1] if isinstance(batch, (list, tuple)) and batch else batch
+    if isinstance(last, torch.Tensor):
+        return int(last.shape[0]) if last.dim() else 0
+    return len(last) if isinstance(last, (list, tuple)) else 0
+
+
+def _record(curves, step: int, cfg: TrainConfig, batch, loss: float, logs: dict, optimizer, grad_norm) -> None:
+    images = _batch_images(batch) * distributed.world_size()
+    if not curves.due(step, cfg.total_updates):
+        curves.train_step(step, cfg.total_updates, images, {})
+        return
+    scalars = {"loss": float(loss), **{k: float(v) for k, v in logs.items()},
+               "lr": max(g["lr"] for g in optimizer.param_groups)}
+    if grad_norm is not None:
+        scalars["grad_norm"] = float(grad_norm)
+    curves.train_step(step, cfg.total_updates, images, scalars)
 
 
 def _epoch_row(state: TrainState, sums: dict, count: int, seconds: float, cfg: TrainConfig,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ class JobSpec:
     study_dir: str
     upstream: str | None = None
     device: str = "auto"
+    datasets: dict[str, Any] = field(default_factory=dict)  # the study's own dataset declarations
     grad_accumulation: int = 1  # micro-batches per update (a resource: the update is the same)
 
     @property
@@ -45,8 +46,10 @@ class UpstreamNotDone(RuntimeError):
 
 
 def _attach_log(job_dir: Path) -> logging.Handler:
+    from harness.joblog import JsonFormatter
+
     handler = logging.FileHandler(job_dir / R.LOG)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    handler.setFormatter(JsonFormatter())
     root = logging.getLogger("harness")
     root.setLevel(logging.INFO)
     root.addHandler(handler)
@@ -81,7 +84,7 @@ def run_pretrain(spec: JobSpec) -> tuple[list[dict], int]:
 
     if not method_cls.uses_data:
         method = method_cls(encoder_cfg, params, None)
-        save_encoder(method.exported_encoder(), encoder_cfg, job_dir / R.ENCODER)
+        save_encoder(method.exported_encoder(), encoder_cfg, job_dir / R.ENCODER, method.pooling)
         return [], 0
 
     data = cfg["data"]
@@ -96,16 +99,19 @@ def run_pretrain(spec: JobSpec) -> tuple[list[dict], int]:
                                 cache_dir("methods", cfg["method"])))
     dataset = ImageListDataset(index, manifest.indices, transform=method.train_transform())
     sched = cfg["schedule"]
+    method.updates_per_epoch = sched["total_updates"] / max(sched["epochs"], 1)
     tc = TrainConfig(batch_size=params["batch_size"], total_updates=sched["total_updates"],
                      warmup_updates=sched["warmup_updates"], lr=params["lr"], min_lr=params["min_lr"],
                      weight_decay=params["weight_decay"], betas=tuple(params["betas"]), clip_grad=params["clip_grad"],
-                     seed=cfg["seed"], num_workers=int(params.get("num_workers", 0)),
-                     accum_steps=spec.grad_accumulation)
+                     weight_decay_end=params.get("weight_decay_end"), seed=cfg["seed"],
+                     num_workers=int(params.get("num_workers", 0)),
+                     repeated_aug=int(params.get("repeated_aug", 0)), accum_steps=spec.grad_accumulation)
     state = train(method, method.training_step, dataset, tc, job_dir / R.CHECKPOINT,
                   desc=f"{spec.job_id[:40]}", after_step=method.after_step, collate_fn=method.collate_fn(),
-                  device=device, optimizer_model=method.optimized_module())
+                  device=device, optimizer_model=method.optimized_module(),
+                  before_optimizer_step=method.before_optimizer_step)
     if distributed.is_main():
-        save_encoder(method.exported_encoder(), encoder_cfg, job_dir / R.ENCODER)
+        save_encoder(method.exported_encoder(), encoder_cfg, job_dir / R.ENCODER, method.pooling)
     rows = [{"name": "pretrain_loss", "value": state.history[-1]["loss"], "split": "train"}]
     return rows, state.step
 
@@ -131,6 +137,15 @@ def run_downstream(spec: JobSpec) -> tuple[list[dict], int]:
     return task.run(ctx), 0
 
 
+def _curves(spec: JobSpec, main: bool):
+    """Record the job's training curves in its folder (rank 0 only): history.jsonl and TensorBoard events."""
+    from contextlib import nullcontext
+
+    from harness.curves import active, recording
+
+    return recording(spec.job_dir, spec.job_dir) if main else nullcontext(active())
+
+
 def run_job(spec: JobSpec) -> dict[str, Any]:
     """Run one job to completion (or resume it); returns the metrics document it wrote.
 
@@ -140,6 +155,10 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
 
     job_dir = spec.job_dir
     job_dir.mkdir(parents=True, exist_ok=True)
+    if spec.datasets:
+        from harness.data.declare import declare_portable
+
+        declare_portable(spec.datasets)
     if (existing := R.read_json(job_dir / R.METRICS)) is not None:
         return existing
     distributed.init_from_environment(device_for(spec.device))
@@ -153,7 +172,9 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
     try:
         _configure_threads()
         log.info("job %s starts (%s)", spec.job_id, spec.stage)
-        rows, updates = (run_pretrain if spec.stage == "pretrain" else run_downstream)(spec)
+        with _curves(spec, main) as curves:
+            rows, updates = (run_pretrain if spec.stage == "pretrain" else run_downstream)(spec)
+            curves.eval_rows(rows)
         doc = {"job_id": spec.job_id, "study": spec.study, "scale": spec.scale, "stage": spec.stage,
                "upstream": spec.upstream, **spec.coords, "metrics": rows, "updates": updates,
                "wall_time_s": round(time.time() - start, 2), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}

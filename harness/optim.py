@@ -28,6 +28,10 @@ def vit_layer_id(name: str, num_layers: int) -> int:
 
 def param_groups(model: nn.Module, weight_decay: float, layer_decay: float | None = None,
                  num_layers: int | None = None) -> list[dict]:
+    """AdamW groups: no decay for biases, norms, positions and tokens; with ``layer_decay``, lr scale
+    ``layer_decay ** (num_layers + 1 - depth)`` with BEiT's and MAE's depths (embeddings 0, block i i+1, the rest
+    num_layers + 1). timm's ``param_groups_layer_decay`` agrees except for the final norm, which timm puts
+    with the last block (scale ``layer_decay``) and both references with the head (scale 1)."""
     groups: dict[tuple[int, bool], dict] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -55,3 +59,10 @@ def cosine_lr(step: int, total: int, warmup: int, base_lr: float, min_lr: float 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for g in optimizer.param_groups:
         g["lr"] = lr * g.get("lr_scale", 1.0)
+
+
+def set_weight_decay(optimizer: torch.optim.Optimizer, weight_decay: float) -> None:
+    """Scheduled weight decay for the regularised groups (those excluded from decay stay at 0), as DINO."""
+    for g in optimizer.param_groups:
+        if g["weight_decay"] > 0:
+            g["weight_decay"] = weight_decay

@@ -131,12 +131,14 @@ class Study(BaseModel):
     scale_name: str
     scale: Scale
     source: str  # the file it came from
+    datasets: dict[str, Any] = {}  # the datasets the study declares, as plain values a worker re-declares
 
 
 class StudyFile(Strict):
     name: str
     description: str = ""
     default_scale: str = "tiny"
+    datasets: Any = None  # declarations, validated by harness.data.declare
     common: dict[str, Any] = {}
     scales: dict[str, dict[str, Any]] = Field(min_length=1)
 
@@ -219,6 +221,14 @@ def _check_subsets(s: Scale, path: str, origin) -> None:
                 raise ConfigError(path, origin(loc), f"{kind} {n!r} is not in the grid's {kind}s ({', '.join(allowed)})")
 
 
+def _declare_datasets(path: Path, section: Any) -> dict[str, Any]:
+    from harness.data.declare import as_portable, declare, study_declarations
+
+    infos = study_declarations(path, section)
+    declare(infos)
+    return as_portable(infos)
+
+
 def find_study_file(study: str | Path) -> Path:
     """A path, or a study name resolved in ``studies/`` (``imagenet-fractions`` -> ``studies/imagenet_fractions.yaml``)."""
     p = Path(study)
@@ -237,8 +247,43 @@ def find_study_file(study: str | Path) -> Path:
     raise ConfigError(str(study), "", f"no such study{hint} (known: {', '.join(known) or 'none'})")
 
 
-def load_study(study: str | Path, scale: str | None = None, seeds: int | list[int] | None = None) -> Study:
-    """Load and validate a study at a scale. ``seeds`` overrides the grid's seeds: a count n (seeds 0..n-1) or a list."""
+def _apply_sets(merged: dict, sets: list[str]) -> tuple[dict, dict[tuple, str]]:
+    """``KEY=VALUE`` overrides (``pretrain.epochs=[3]``, ``downstream.0.params.epochs=2``; VALUE is YAML) applied
+    to a scale's merged mapping; returns it and ``{key path: the override's text}`` for error messages."""
+    out = yaml.safe_load(yaml.safe_dump(merged))  # a deep copy
+    origins: dict[tuple, str] = {}
+    for text in sets:
+        key, sep, raw = text.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError("--set", text, "expected KEY=VALUE, e.g. --set 'pretrain.epochs=[3]'")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise ConfigError("--set", key, f"the value is not valid YAML: {e}", raw) from None
+        loc = tuple(int(p) if p.isdigit() else p for p in key.strip().split("."))
+        node = out
+        for i, part in enumerate(loc[:-1]):
+            found, child = _lookup(node, (part,))
+            if not found:
+                if isinstance(part, int) or not isinstance(node, dict):
+                    raise ConfigError("--set", key, f"{_key_path(loc[:i + 1])} does not exist", raw)
+                child = node[part] = {}
+            node = child
+        if isinstance(loc[-1], int) and not (isinstance(node, list) and loc[-1] < len(node)):
+            raise ConfigError("--set", key, f"{_key_path(loc)} does not exist", raw)
+        node[loc[-1]] = value
+        origins[loc] = f"--set {text}"
+    return out, origins
+
+
+def _set_origin(origins: dict[tuple, str], loc: tuple) -> str | None:
+    return next((text for key, text in origins.items() if loc[:len(key)] == key), None)
+
+
+def load_study(study: str | Path, scale: str | None = None, seeds: int | list[int] | None = None,
+               sets: list[str] | None = None) -> Study:
+    """Load and validate a study at a scale. ``seeds`` overrides the grid's seeds: a count n (seeds 0..n-1) or a list;
+    ``sets`` overrides any key of the scale (``["pretrain.epochs=[3]"]``), validated like the file."""
     path = find_study_file(study)
     try:
         data = yaml.safe_load(path.read_text())
@@ -260,13 +305,17 @@ def load_study(study: str | Path, scale: str | None = None, seeds: int | list[in
     merged = deep_merge(raw.common, raw.scales[scale])
     if seeds is not None:
         merged = deep_merge(merged, {"pretrain": {"seeds": list(range(seeds)) if isinstance(seeds, int) else list(seeds)}})
+    merged, set_origins = _apply_sets(merged, sets or [])
     try:
         scale_model = Scale.model_validate(merged)
     except ValidationError as e:
         err = e.errors()[0]
         found, value = _lookup(merged, err["loc"])
         key = _origin(raw, scale, err["loc"]) if err["loc"] else f"scales.{scale}"
+        if set_text := _set_origin(set_origins, err["loc"]):
+            path, key = f"{path} ({set_text})", _key_path(err["loc"])
         raise ConfigError(str(path), key, err["msg"], value if found else None) from None
-    study_obj = Study(name=raw.name, description=raw.description, scale_name=scale, scale=scale_model, source=str(path))
+    study_obj = Study(name=raw.name, description=raw.description, scale_name=scale, scale=scale_model, source=str(path),
+                      datasets=_declare_datasets(path, raw.datasets))
     check_names(study_obj, raw)
     return study_obj

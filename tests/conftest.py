@@ -21,7 +21,12 @@ def _isolated(tmp_path, monkeypatch):
     for var in list(os.environ):
         if var.startswith("HARNESS_DATA_"):
             monkeypatch.delenv(var)
+    from harness.data import DATASETS  # the built-in catalog; datasets a test's study declares go with the test
+
+    registered = dict(DATASETS._entries)
     yield
+    DATASETS._entries.clear()
+    DATASETS._entries.update(registered)
 
 
 @pytest.fixture

@@ -35,11 +35,12 @@ def test_epochs_figure(tmp_path):
 class _Refs(HTMLParser):
     def __init__(self):
         super().__init__()
-        self.refs, self.scripts = [], 0
+        self.refs, self.scripts, self.images = [], 0, []
 
     def handle_starttag(self, tag, attrs):
         self.scripts += tag == "script"
         self.refs += [v for k, v in attrs if k in ("src", "href")]
+        self.images += [v for k, v in attrs if tag == "img" and k == "src"]
 
 
 def test_html_page_is_offline_and_references_existing_files(tmp_path):
@@ -62,8 +63,10 @@ def test_html_page_is_offline_and_references_existing_files(tmp_path):
     assert parser.scripts == 0 and not re.search(r"https?://", text)
     assert any(r.startswith("figures/") and r.endswith(".png") for r in parser.refs)
     assert any(r.startswith("tables/") and r.endswith(".tex") for r in parser.refs)
+    assert parser.images and all(src.startswith("data:image/png;base64,") for src in parser.images)  # embedded
     for ref in parser.refs:
-        assert (study_dir / ref).is_file(), ref
+        if not ref.startswith(("data:", "#")):
+            assert (study_dir / ref).is_file(), ref
     assert "epochs=18" in text and "epochs=6" in text and "lr=1" not in text  # only parameters that differ
     assert "coco-splitmask-beats-beit-box" in text and "paper: +0.6" in text   # claims with verdicts
     assert job in text and "0123456789abcdef" in text and "node7" in text     # plan and provenance

@@ -14,11 +14,14 @@ Layouts (how a root is read): ``imagefolder``, ``coco``, ``ade20k``, ``inat2019`
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
+import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from filelock import FileLock
 
 from harness.data import ade20k, coco, imagefolder, inat
 from harness.data import catalog as _catalog  # noqa: F401  (registers the datasets)
@@ -26,6 +29,7 @@ from harness.data.index import Index, cached_index
 from harness.data.manifests import Manifest, build_manifest, save_manifest
 from harness.data.registry import DATASETS, DatasetInfo, register_dataset
 from harness.data.roots import cache_dir, configured_root, require_root
+from harness.errors import DataRootError
 
 # layout name -> (indexer(dataset, root, split) -> Index, description of the expected layout)
 LAYOUTS: dict[str, tuple[Callable[[str, Path, str], Index], str]] = {
@@ -40,7 +44,7 @@ SYNTHETIC_SEED = 0
 __all__ = [
     "DATASETS", "DatasetInfo", "register_dataset", "LAYOUTS", "Index", "Manifest",
     "resolve_root", "get_index", "get_manifest", "dataset_info", "synthetic_root", "check_dataset",
-    "dataset_version", "dataset_fingerprint",
+    "dataset_version", "dataset_fingerprint", "without_roots",
 ]
 
 
@@ -54,9 +58,7 @@ def synthetic_root(info: DatasetInfo, seed: int = SYNTHETIC_SEED) -> Path:
 
 def _generate_once(info: DatasetInfo, root: Path, seed: int) -> None:
     """Generate into a temporary folder and rename, under a lock, so concurrent jobs never see half a set."""
-    lock_path = root.with_name(root.name + ".lock")
-    with open(lock_path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with FileLock(root.with_name(root.name + ".lock")):
         if root.exists():
             return
         tmp = root.with_name(root.name + ".partial")
@@ -76,20 +78,58 @@ def resolve_root(name: str) -> Path:
     return require_root(name, LAYOUTS[info.layout][1])
 
 
+# while planning without data (``without_roots``): dataset -> why its root is unusable
+_MISSING: dict[str, str] | None = None
+
+
+@contextmanager
+def without_roots() -> Iterator[dict[str, str]]:
+    """Plan a study whose data is not all here (``harness plan --scale paper`` on a laptop): a dataset whose root
+    is missing or malformed stands in with placeholder images, as many as its declaration's ``images`` counts
+    (one when it declares none); the yielded mapping collects every such dataset and its error. The placeholders'
+    job ids are provisional and no manifest is saved."""
+    global _MISSING
+    _MISSING = {}
+    try:
+        yield _MISSING
+    finally:
+        _MISSING = None
+
+
+def _placeholder(info: DatasetInfo, split: str, error: DataRootError) -> Index:
+    _MISSING[info.name] = str(error)
+    n = int(info.extra.get("images", {}).get(split, 1))
+    return Index(info.name, split, Path("/missing"), [f"?{i}" for i in range(n)], None, None)
+
+
 def get_index(name: str, split: str, rebuild: bool = False) -> Index:
     info = dataset_info(name)
     if split not in info.splits:
         raise ValueError(f"dataset {name!r} has no split {split!r} (splits: {', '.join(info.splits)})")
     indexer = LAYOUTS[info.layout][0]
+    if _MISSING is not None:
+        try:
+            root = resolve_root(name)
+            return cached_index(_index_key(info), split, root, lambda: indexer(name, root, split), rebuild=rebuild)
+        except DataRootError as e:
+            return _placeholder(info, split, e)
     root = resolve_root(name)
-    return cached_index(name, split, root, lambda: indexer(name, root, split), rebuild=rebuild)
+    return cached_index(_index_key(info), split, root, lambda: indexer(name, root, split), rebuild=rebuild)
+
+
+def _index_key(info: DatasetInfo) -> str:
+    """The index cache's name for a dataset: declared class names (their order is the label order) enter it."""
+    if not info.extra.get("classes"):
+        return info.name
+    return f"{info.name}-c{hashlib.sha256(json.dumps(info.extra['classes']).encode()).hexdigest()[:8]}"
 
 
 def get_manifest(name: str, split: str, fraction: float, seed: int) -> Manifest:
     info = dataset_info(name)
     index = get_index(name, split)
-    manifest = build_manifest(index, fraction, seed, balanced=info.labels_for_fractions)
-    save_manifest(manifest)
+    manifest = build_manifest(index, fraction, seed, balanced=info.labels_for_fractions and index.labels is not None)
+    if _MISSING is None or name not in _MISSING:
+        save_manifest(manifest)
     return manifest
 
 

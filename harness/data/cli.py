@@ -11,8 +11,13 @@ def _location(name: str) -> tuple[str, Path | None]:
     from harness.data import dataset_info, synthetic_root
     from harness.data.roots import configured_root, env_var_for
 
+    from harness.errors import DataRootError
+
     info = dataset_info(name)
-    root = configured_root(name)
+    try:
+        root = configured_root(name)
+    except DataRootError as e:  # e.g. a declared $VAR root whose variable is not set
+        return f"not configured ({e})", None
     if info.synthetic:
         root = root or synthetic_root(info)
         return (str(root) if root.exists() else f"{root} (generated on first use)"), (root if root.exists() else None)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.data.index import Index
+from harness.data.roots import on_disk
 from harness.errors import DataRootError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".JPEG")
@@ -23,14 +24,31 @@ def split_folder(dataset: str, split: str) -> str:
     return extra.get("split_dirs", {}).get(split, split)
 
 
+def _declared_order(dataset: str, split_dir: Path, found: list[str]) -> list[str]:
+    """The declared ``classes`` (their order is the label order), checked against the class folders on disk."""
+    from harness.data.registry import DATASETS
+
+    info = DATASETS.get(dataset) if dataset in DATASETS else None
+    declared = info.extra.get("classes") if info else None
+    if declared is None:
+        return found
+    missing, extra = sorted(set(declared) - set(found)), sorted(set(found) - set(declared))
+    if missing or extra:
+        raise DataRootError(f"{info.source}: datasets.{dataset}.classes: {split_dir} does not hold the declared "
+                            f"classes (missing folders: {', '.join(missing) or 'none'}; undeclared folders: "
+                            f"{', '.join(extra) or 'none'})")
+    return list(declared)
+
+
 def index_imagefolder(dataset: str, root: Path, split: str) -> Index:
     folder = split_folder(dataset, split)
     split_dir = root / folder
     if not split_dir.is_dir():
-        raise DataRootError(f"dataset {dataset!r}: {split_dir} is missing; expected {EXPECTED}")
+        raise DataRootError(f"dataset {dataset!r}: {split_dir} is missing; {on_disk(split_dir)}; expected {EXPECTED}")
     classes = sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith("."))
     if not classes:
         raise DataRootError(f"dataset {dataset!r}: {split_dir} has no class folders; expected {EXPECTED}")
+    classes = _declared_order(dataset, split_dir, classes)
     items: list[str] = []
     labels: list[int] = []
     for label, cls in enumerate(classes):

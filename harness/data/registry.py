@@ -26,6 +26,8 @@ class DatasetInfo:
     splits: tuple[str, ...] = ("train", "val")
     labels_for_fractions: bool = True  # class-balanced fractions when labels exist
     extra: dict = field(default_factory=dict, hash=False, compare=False)
+    root: str | None = None  # declared root: a path or $VAR (HARNESS_DATA_<NAME> and the data-roots file win)
+    source: str = field(default="", compare=False)  # the YAML file that declared it
 
     @property
     def synthetic(self) -> bool:

@@ -41,7 +41,8 @@ def study_dir_for(plan: Plan, results_root: Path) -> Path:
 def job_spec(job: Job, plan: Plan, study_dir: Path) -> JobSpec:
     return JobSpec(job_id=job.id, stage=job.stage, config=job.config, coords=job.coords, study=plan.study.name,
                    scale=plan.study.scale_name, study_dir=str(study_dir), upstream=job.upstream,
-                   device=plan.study.scale.device, grad_accumulation=job.resources.grad_accumulation)
+                   device=plan.study.scale.device, datasets=plan.study.datasets,
+                   grad_accumulation=job.resources.grad_accumulation)
 
 
 def select(plan: Plan, statuses: dict[str, JobStatus], retry_failed: bool) -> tuple[list[Job], LaunchReport]:
@@ -89,15 +90,19 @@ def launch(plan: Plan, executor: str = "local", results_root: Path | None = None
     if not specs:
         return report
     if executor == "debug":
+        from harness.launch.cancel import registered_driver
         from harness.launch.local import run_debug
 
-        report.outcome = run_debug(specs)
+        with registered_driver(study_dir, executor):
+            report.outcome = run_debug(specs)
     elif executor == "local":
+        from harness.launch.cancel import registered_driver
         from harness.launch.local import run_local
 
         timeout = max(j.resources.timeout_min for j in chosen)
         gpus = {j.id: j.resources.gpus_per_node for j in chosen}
-        report.outcome = run_local(specs, set(report.skipped_done), max_parallel, threads_per_job, timeout, gpus)
+        with registered_driver(study_dir, executor):
+            report.outcome = run_local(specs, set(report.skipped_done), max_parallel, threads_per_job, timeout, gpus)
     else:
         from harness.launch.profiles import load_profile
         from harness.launch.slurm import submit_slurm

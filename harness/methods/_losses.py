@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from harness import distributed
+
 
 def token_cross_entropy(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of ``logits (..., V)`` against discrete ``tokens (...)`` (BEiT/SplitMask MIM loss)."""
@@ -14,11 +16,15 @@ def token_cross_entropy(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Ten
 
 def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
     """Symmetric InfoNCE (CPC) between two views ``(B, D)``: row i of ``a`` must pick row i of ``b`` among
-    the batch (in-batch negatives) and vice versa; cosine similarities divided by ``temperature``."""
+    the whole global batch (every rank's rows are negatives, gathered with their gradients) and vice versa;
+    cosine similarities divided by ``temperature``. The mean over this rank's rows: averaged over the ranks
+    (as DDP does with gradients) it is the loss of one process on the global batch."""
     a, b = F.normalize(a.float(), dim=-1), F.normalize(b.float(), dim=-1)
-    logits = a @ b.t() / temperature
-    labels = torch.arange(a.shape[0], device=a.device)
-    return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels))
+    all_a, offset = distributed.gather_batch(a)
+    all_b, _ = distributed.gather_batch(b)
+    labels = torch.arange(a.shape[0], device=a.device) + offset
+    return 0.5 * (F.cross_entropy(a @ all_b.t() / temperature, labels)
+                  + F.cross_entropy(b @ all_a.t() / temperature, labels))
 
 
 def dino_loss(student: list[torch.Tensor], teacher: list[torch.Tensor], center: torch.Tensor,

@@ -45,11 +45,15 @@ def random_split(batch: int, num_patches: int, visible_ratio: float = 0.5, devic
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """SplitMask's split: two disjoint random index sets ``(A, B)``, each of round(visible_ratio N) patches.
 
-    With ``visible_ratio=0.5`` (and N even) A and B are complementary halves that cover every patch.
+    With ``visible_ratio=0.5`` A and B are complementary halves that cover every patch; with N odd, A has the
+    one patch more.
     """
     if not 0.0 < visible_ratio <= 0.5:
         raise ValueError(f"two disjoint visible sets need a visible ratio in (0, 0.5], got {visible_ratio}")
     perm = random_permutation(batch, num_patches, device)
+    if visible_ratio == 0.5:
+        half = (num_patches + 1) // 2
+        return perm[:, :half], perm[:, half:]
     n = int(round(visible_ratio * num_patches))
     return perm[:, :n], perm[:, n:2 * n]
 

@@ -1,0 +1,120 @@
+"""Every job of a study as its folder shows it (state, reason, log, curves) and its training-loss curves:
+one figure per study cell, methods overlaid, from each job's ``history.jsonl``. Reads files only (no torch)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from analysis.figures import STYLE, _new_axes, _save  # noqa: E402
+from analysis.labels import METHOD_COLOURS, method_key, method_name  # noqa: E402
+from harness import results as R  # noqa: E402
+from harness.curves import HISTORY, progress_text, read_history  # noqa: E402
+
+STATE_COLUMNS = ["job_id", "stage", "method", "pretrain_dataset", "fraction", "epochs", "seed", "task", "task_dataset",
+                 "state", "detail", "log", "history"]
+
+
+def _last_line(text: str) -> str:
+    lines = [x.strip() for x in str(text).strip().splitlines() if x.strip()]
+    return lines[-1] if lines else ""
+
+
+def _state(job_dir: Path) -> tuple[str, str]:
+    """(state, detail) from the folder alone: a failure's reason, a running job's progress."""
+    state = R.local_job_state(job_dir)
+    if state in (R.JobState.FAILED, R.JobState.DEPENDENCY_FAILED):
+        return state.value, _last_line((R.read_json(job_dir / R.FAILED) or {}).get("error", ""))
+    if state == R.JobState.RUNNING:
+        sub = R.read_json(job_dir / R.SUBMITTED) or {}
+        if sub.get("pid") and not R.pid_alive(int(sub["pid"])):
+            return R.JobState.PENDING.value, "interrupted; resumes when run again"
+        return state.value, progress_text(job_dir)
+    return state.value, ""
+
+
+def job_states(study_dir: Path, known: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per job folder (and per job of ``known`` without one: pending), with its coordinates and state."""
+    rows = []
+    seen = set()
+    folders = sorted(p for p in study_dir.iterdir() if p.is_dir()) if study_dir.is_dir() else []
+    for d in folders:
+        if not any((d / f).exists() for f in (R.SPEC, R.SUBMITTED, R.FAILED, R.METRICS)):
+            continue  # tables/, figures/, drivers/, ...
+        spec = R.read_json(d / R.SPEC) or {}
+        coords = spec.get("coords") or {}
+        state, detail = _state(d)
+        rows.append({"job_id": d.name, "stage": spec.get("stage") or ("pretrain" if d.name.startswith("pre-")
+                                                                      else "downstream"),
+                     **{k: coords.get(k) for k in STATE_COLUMNS[2:9]}, "state": state, "detail": detail,
+                     "log": f"{d.name}/{R.LOG}" if (d / R.LOG).exists() else None,
+                     "history": f"{d.name}/{HISTORY}" if (d / HISTORY).exists() else None})
+        seen.add(d.name)
+    if known is not None:
+        for rec in known.to_dict("records"):
+            if rec["job_id"] not in seen:
+                rows.append({**{k: rec.get(k) for k in STATE_COLUMNS}, "state": "pending", "detail": "",
+                             "log": None, "history": None})
+    frame = pd.DataFrame(rows, columns=STATE_COLUMNS)
+    return frame.sort_values(["stage", "job_id"], key=lambda c: c.map({"pretrain": 0, "downstream": 1})
+                             if c.name == "stage" else c).reset_index(drop=True)
+
+
+def cell_title(row: dict) -> str:
+    """The study cell a curve figure shows, methods aside: pre-training data, fraction, epochs (and the task)."""
+    data = row.get("pretrain_dataset")
+    pre = ("random init" if data is None or pd.isna(data)
+           else f"pre-trained on {data}, fraction {row['fraction']:g}, {row['epochs']:g} epochs")
+    if row.get("stage") == "downstream":
+        return f"{row['task']} on {row['task_dataset']}, {pre}"
+    return pre
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-")
+
+
+def _loss_rows(study_dir: Path, job_id: str) -> pd.DataFrame:
+    rows = [r for r in read_history(study_dir / job_id) if r["kind"] == "train" and "loss" in r]
+    return pd.DataFrame(rows, columns=["step", "loss"]) if rows else pd.DataFrame(columns=["step", "loss"])
+
+
+def loss_curve_figures(study_dir: Path, states: pd.DataFrame, out_dir: Path) -> list[tuple[str, Path]]:
+    """(cell title, PNG) per study cell with curves: training loss against updates, one colour per method, one
+    line per seed. Cells of random init (no pre-training data) share the downstream figure of each task."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with_curves = states[states["history"].notna() & states["method"].notna()]  # method: from spec.json
+    if with_curves.empty:
+        return []
+    titled = with_curves.assign(cell=[cell_title(r) for r in with_curves.to_dict("records")])
+    written = []
+    with plt.rc_context(STYLE):
+        for title, group in titled.groupby("cell", sort=True):
+            fig, ax = _new_axes()
+            drawn = set()
+            for rec in sorted(group.to_dict("records"), key=lambda r: (method_key(r["method"] or ""), r["seed"] or 0)):
+                curve = _loss_rows(study_dir, rec["job_id"])
+                if curve.empty:
+                    continue
+                label = method_name(rec["method"]) if rec["method"] else rec["job_id"]
+                ax.plot(curve["step"], curve["loss"], lw=1, color=METHOD_COLOURS.get(rec["method"]),
+                        label=None if label in drawn else label)
+                drawn.add(label)
+            if not drawn:
+                plt.close(fig)
+                continue
+            ax.yaxis.get_major_formatter().set_useOffset(False)
+            ax.set_xlabel("update (optimiser steps)")
+            ax.set_ylabel("training loss (each method's objective)")
+            ax.set_title(title, fontsize=6)
+            ax.legend(frameon=False, loc="best")
+            ax.grid(alpha=0.3)
+            png = [p for p in _save(fig, out_dir / f"curves-{slug(title)}") if p.suffix == ".png"][0]
+            written.append((title, png))
+    return written
