@@ -103,12 +103,7 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def epoch_permutation(n_items: int, seed: int, epoch: int) -> list[int]:
-    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(n_items, generator=g).tolist()
-
-
-def epoch_order(n: int, cfg: TrainConfig, epoch: int) -> list[int]:
+def epoch_order(n: int, cfg: TrainConfig, epoch: int, generator: torch.Generator | None = None) -> list[int]:
     """The global order of one epoch's items: a permutation, or timm's repeated-augmentation order (one draw
     of n / repeats images, each ``repeats`` times in a row, so copies share a global batch as in DeiT)."""
     if cfg.repeated_aug > 1:
@@ -117,7 +112,8 @@ def epoch_order(n: int, cfg: TrainConfig, epoch: int) -> list[int]:
         sampler = RepeatAugSampler(range(n), num_replicas=1, rank=0, num_repeats=cfg.repeated_aug, selected_round=0)
         sampler.set_epoch(cfg.seed * 1_000_003 + epoch)
         return list(sampler)
-    return epoch_permutation(n, cfg.seed, epoch)
+    generator = generator or torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=generator).tolist()
 
 
 def item_seed(seed: int, epoch: int, position: int) -> int:
@@ -168,7 +164,7 @@ class SeededItems(Dataset):
         index, seed = key
         random.seed(seed)
         np.random.seed(seed % 2**32)
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)  # the CPU generator only: torch.manual_seed costs 100x more
         return self.dataset[index]
 
 
@@ -190,7 +186,6 @@ def run_loader(dataset: Dataset, cfg: TrainConfig, start_step: int, collate_fn: 
                       collate_fn=collate_fn, generator=g, pin_memory=torch.cuda.is_available(),
                       prefetch_factor=2 if cfg.num_workers else None,
                       worker_init_fn=_ignore_scheduler_signals if cfg.num_workers else None)
-
 
 
 def eval_workers(device: torch.device) -> int:
@@ -359,9 +354,7 @@ def train(
                 set_weight_decay(optimizer, cosine_lr(state.step, cfg.total_updates, 0, cfg.weight_decay,
                                                       cfg.weight_decay_end))
             loss, logs, grad_norm = _update(step_fn, _to_device(batch, device), optimizer, cfg, state.step, use_amp,
-                                            (optimizer_model or model).parameters(),
-                                            want_grad_norm=curves.due(state.step + 1, cfg.total_updates),
-                                            before_optimizer_step=before_optimizer_step)
+                                            (optimizer_model or model).parameters(), curves, before_optimizer_step)
             state.step += 1
             _record(curves, state.step, cfg, batch, loss, logs, optimizer, grad_norm)
             if after_step is not None:
@@ -392,36 +385,15 @@ def train(
     return state
 
 
-def _batch_images(batch) -> int:
-    """Images in a batch (a rank's share under DDP): every batch here ends with one label or target per image."""
-    last = batch[-1] if isinstance(batch, (list, tuple)) and batch else batch
-    if isinstance(last, torch.Tensor):
-        return int(last.shape[0]) if last.dim() else 0
-    return len(last) if isinstance(last, (list, tuple)) else 0
-
-
-def _record(curves, step: int, cfg: TrainConfig, batch, loss: float, logs: dict, optimizer,
-            grad_norm) -> None:
-    images = _batch_images(batch) * distributed.world_size()
-    if not curves.due(step, cfg.total_updates):
-        curves.train_step(step, cfg.total_updates, images, {})
-        return
-    scalars = {"loss": float(loss), **{k: float(v) for k, v in logs.items()},
-               "lr": max(g["lr"] for g in optimizer.param_groups)}
-    if grad_norm is not None:
-        scalars["grad_norm"] = float(grad_norm)
-    curves.train_step(step, cfg.total_updates, images, scalars)
-
-
 # a key of a step's logs: what its loss is a mean over (default: the items of the batch), e.g. masked tokens
 LOSS_ITEMS = "loss_items"
 
 
 def _update(step_fn: Callable, batch, optimizer, cfg: TrainConfig, step: int, use_amp: bool,
-            params: Iterator[nn.Parameter], want_grad_norm: bool = False,
-            before_optimizer_step: Callable[[int, int], None] | None = None) -> tuple[float, dict, float | None]:
-    """One optimiser step over ``batch`` in ``cfg.accum_steps`` micro-batches; returns its loss, logs and the
-    gradient norm (before clipping; measured when clipping or when ``want_grad_norm``).
+            params: Iterator[nn.Parameter], curves, before_optimizer_step: Callable | None
+            ) -> tuple[float, dict, torch.Tensor | None]:
+    """One optimiser step over ``batch`` in ``cfg.accum_steps`` micro-batches; returns its loss, its logs and
+    the gradient norm (when clipped, or when the curves record this update).
 
     Micro-batch i's loss is a mean over w_i things (``LOSS_ITEMS``, default its items); its gradient enters with
     weight w_i / sum(w), so the sum is the gradient of the whole batch's mean. The sum is known at the last
@@ -455,9 +427,9 @@ def _update(step_fn: Callable, batch, optimizer, cfg: TrainConfig, step: int, us
                 (loss * (weights[-1] / total)).backward()
     grad_norm = None
     if cfg.clip_grad:
-        grad_norm = float(nn.utils.clip_grad_norm_(params, cfg.clip_grad))
-    elif want_grad_norm:
-        grad_norm = float(nn.utils.get_total_norm(p.grad for p in params if p.grad is not None))
+        grad_norm = nn.utils.clip_grad_norm_(params, cfg.clip_grad)
+    elif curves.due(step + 1, cfg.total_updates):
+        grad_norm = nn.utils.get_total_norm(p.grad for p in params if p.grad is not None)
     if before_optimizer_step is not None:
         before_optimizer_step(step, cfg.total_updates)
     optimizer.step()
@@ -466,6 +438,26 @@ def _update(step_fn: Callable, batch, optimizer, cfg: TrainConfig, step: int, us
     total = sum(weights)
     mean_logs = {k: sum(float(lg[k]) * w for lg, w in zip(logs_list, weights)) / total for k in logs_list[0]}
     return sum(v * w for v, w in zip(losses, weights)) / total, mean_logs, grad_norm
+
+
+def _batch_images(batch) -> int:
+    """Images in a batch (a rank's share under DDP): every batch here ends with one label or target per image."""
+    last = batch[-1] if isinstance(batch, (list, tuple)) and batch else batch
+    if isinstance(last, torch.Tensor):
+        return int(last.shape[0]) if last.dim() else 0
+    return len(last) if isinstance(last, (list, tuple)) else 0
+
+
+def _record(curves, step: int, cfg: TrainConfig, batch, loss: float, logs: dict, optimizer, grad_norm) -> None:
+    images = _batch_images(batch) * distributed.world_size()
+    if not curves.due(step, cfg.total_updates):
+        curves.train_step(step, cfg.total_updates, images, {})
+        return
+    scalars = {"loss": float(loss), **{k: float(v) for k, v in logs.items()},
+               "lr": max(g["lr"] for g in optimizer.param_groups)}
+    if grad_norm is not None:
+        scalars["grad_norm"] = float(grad_norm)
+    curves.train_step(step, cfg.total_updates, images, scalars)
 
 
 def _epoch_row(state: TrainState, sums: dict, count: int, seconds: float, cfg: TrainConfig,

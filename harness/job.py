@@ -197,8 +197,8 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
 
 class JobRunner:
     """The callable submitit pickles. Checkpointable: on preemption/timeout submitit calls ``checkpoint`` and
-    requeues the same spec; training state is on disk (``checkpoint.pt``, written every epoch), so the requeued
-    run resumes from it."""
+    requeues the same spec; the engine writes ``checkpoint.pt`` before it lets that happen (and on an interval of
+    updates or wall time), so the requeued run resumes from the update it stopped at."""
 
     def __call__(self, spec: JobSpec) -> dict[str, Any]:
         return run_job(spec)

@@ -92,17 +92,17 @@ def _loader_marker(params: dict[str, Any]) -> dict[str, str]:
     return {"loader": "per-item-seeds"} if params.get("num_workers", 0) else {}
 
 
-def pretrain_resources(study: Study, method: str, cls) -> Resources:
+def pretrain_resources(study: Study, method: str, cls, params: dict[str, Any]) -> Resources:
     """The stage's resources with the method's overrides; a method that does not train (random init) asks for
     one task and no GPU. Accumulation only for methods whose update it keeps exact."""
     res = study.scale.resources.for_job("pretrain", method)
     if cls is not None and not cls.uses_data:
         return res.model_copy(update={"nodes": 1, "gpus_per_node": 0, "tasks_per_node": 1, "grad_accumulation": 1})
-    if res.grad_accumulation > 1 and cls is not None and not cls.exact_under_accumulation:
+    if res.grad_accumulation > 1 and cls is not None and not cls.accumulation_exact(params):
         key = ("resources.methods." + method if method in study.scale.resources.methods else "resources") + ".pretrain"
-        raise ConfigError(study.source, f"{key}.grad_accumulation", f"method {method!r} computes statistics over "
-                          "the whole batch that micro-batches would change (see docs/slurm.md); use more GPUs "
-                          "or grad_accumulation: 1")
+        raise ConfigError(study.source, f"{key}.grad_accumulation", f"method {method!r} couples the images of a batch "
+                          "(batch statistics, negatives or mixing) in a way micro-batches would change (see "
+                          "docs/slurm.md); use more GPUs or grad_accumulation: 1")
     return res
 
 
@@ -134,7 +134,7 @@ def pretrain_jobs(study: Study) -> list[Job]:
             raise ConfigError(study.source, f"pretrain.method_params.{method}", str(e.args[0])) from None
         unavailable = "" if cls else f"method {method!r} is not implemented in this version of the harness"
         uses_data = cls.uses_data if cls else True
-        resources = pretrain_resources(study, method, cls)
+        resources = pretrain_resources(study, method, cls, params)
         datasets = grid.method_datasets.get(method, grid.datasets) if uses_data else [None]
         fractions, epochs_list = (grid.fractions, grid.epochs) if uses_data else ([None], [None])
         for dataset, fraction, epochs, seed in product(datasets, fractions, epochs_list, grid.seeds):

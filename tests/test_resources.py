@@ -67,6 +67,19 @@ def test_accumulation_is_refused_for_a_method_with_whole_batch_statistics(tmp_pa
         make_plan(load_study(_study(tmp_path, resources, methods=("splitmask",))))
 
 
+def test_accumulation_follows_the_parameters_of_a_method(tmp_path):
+    def study(folder, mixup):
+        path = _study(folder, {"pretrain": {"grad_accumulation": 2}}, methods=("supervised",))
+        data = yaml.safe_load(path.read_text())
+        data["scales"]["tiny"]["pretrain"]["method_params"] = {"supervised": {"mixup": mixup}}
+        path.write_text(yaml.safe_dump(data))
+        return path
+
+    assert make_plan(load_study(study(tmp_path / "a", 0.0))).pretrain[0].resources.grad_accumulation == 2
+    with pytest.raises(ConfigError, match=r"resources\.pretrain\.grad_accumulation"):  # mixup mixes images
+        make_plan(load_study(study(tmp_path / "b", 0.8)))
+
+
 def test_per_method_resources_are_checked(tmp_path):
     with pytest.raises(ConfigError, match=r"nodez"):
         load_study(_study(tmp_path / "a", {"methods": {"mae": {"pretrain": {"nodez": 1}}}}))

@@ -67,6 +67,11 @@ class PretrainMethod(nn.Module):
         """Optimiser defaults, then the method's defaults for ``scale`` (``paper`` for unknown scales), then the study's."""
         return resolve_params("method", cls.name, cls.defaults, scale, overrides, base=OPTIM_DEFAULTS)
 
+    @classmethod
+    def accumulation_exact(cls, params: dict[str, Any]) -> bool:
+        """Whether gradient accumulation keeps the update of the whole batch with these parameters."""
+        return cls.exact_under_accumulation
+
     def prepare(self, data: PretrainData) -> None:
         """Called once before training with the pre-training data (e.g. build a tokenizer vocabulary)."""
 

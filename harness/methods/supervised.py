@@ -50,6 +50,10 @@ class Supervised(PretrainMethod):
         return classification_train_transform(self.encoder_cfg.img_size, p["crop_min_scale"], p["auto_augment"],
                                               p["color_jitter"], p["reprob"])
 
+    @classmethod
+    def accumulation_exact(cls, params):
+        return super().accumulation_exact(params) and not (params.get("mixup") or params.get("cutmix"))  # mixes images
+
     def training_step(self, batch):
         images, labels = batch
         if self.mixup is not None and self.training:
