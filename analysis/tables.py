@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from analysis.labels import (CLASSIFICATION_TASKS, epochs_label, fraction_label, method_key, method_name,
@@ -51,31 +52,41 @@ class Table:
         means = [abs(s.mean) for s in self.cells.values()]
         return 3 if means and max(means) <= 1.0 else 2
 
-    def text(self, row: str, column: str) -> str:
+    def text(self, row: str, column: str, decimals: int | None = None) -> str:
+        """A cell as text; renderers pass ``decimals`` (one scan of the table, not one per cell)."""
         s = self.cells.get((row, column))
         if s is None:
             return ""
-        d = self.decimals
+        d = self.decimals if decimals is None else decimals
         spread = f"{CELL_SEP}{s.std:.{d}f}" if s.n > 1 else ""
         return f"{s.mean:.{d}f}{spread} ({s.n})"
 
     def text_frame(self) -> pd.DataFrame:
-        data = [[self.text(r, c) for c in self.columns] for r in self.rows]
+        d = self.decimals
+        data = [[self.text(r, c, d) for c in self.columns] for r in self.rows]
         return pd.DataFrame(data, index=pd.Index(self.rows, name=self.row_header), columns=self.columns)
 
 
 def build(rows: pd.DataFrame, row_of: Callable[[pd.Series], str], column_of: Callable[[pd.Series], str],
           row_sort: Callable[[pd.Series], tuple], column_sort: Callable[[pd.Series], tuple], **meta) -> Table:
-    """Group the frame's rows into cells by their row and column labels; orders follow the sort keys."""
-    rows = rows.reset_index(drop=True)
-    labels = pd.DataFrame({"row": rows.apply(row_of, axis=1), "column": rows.apply(column_of, axis=1),
-                           "row_key": rows.apply(row_sort, axis=1), "column_key": rows.apply(column_sort, axis=1)})
+    """Group the frame's rows into cells by their row and column labels; orders follow the sort keys.
+
+    The label functions read each row as a plain dict (a pandas Series per row costs ~100x more); every cell
+    is filled in one pass over the rows, sorted by seed."""
+    records = rows.to_dict("records")
+    row_labels, column_labels = [row_of(r) for r in records], [column_of(r) for r in records]
+    labels = pd.DataFrame({"row": row_labels, "column": column_labels, "row_key": [row_sort(r) for r in records],
+                           "column_key": [column_sort(r) for r in records]})
     table = Table(rows=_ordered(labels, "row"), columns=_ordered(labels, "column"), **meta)
-    for (r, c), idx in labels.groupby(["row", "column"]).groups.items():
-        cell = rows.loc[idx].sort_values("seed")
-        table.cells[(r, c)] = Sample.from_rows(cell)
-        if cell["seed"].duplicated().any():  # e.g. two downstream entries that differ only in their parameters
-            table.warnings.append(f"cell ({r}, {c}) pools several results of one seed: {' '.join(cell['job_id'])}")
+    members: dict[tuple[str, str], list[dict]] = {}
+    for i in np.argsort(rows["seed"].to_numpy(), kind="stable"):
+        members.setdefault((row_labels[i], column_labels[i]), []).append(records[i])
+    for (r, c) in sorted(members):
+        cell = members[(r, c)]
+        table.cells[(r, c)] = Sample(tuple(float(x["value"]) for x in cell), tuple(str(x["job_id"]) for x in cell))
+        if len({x["seed"] for x in cell}) < len(cell):  # e.g. two downstream entries that differ only in their parameters
+            table.warnings.append(f"cell ({r}, {c}) pools several results of one seed: "
+                                  f"{' '.join(str(x['job_id']) for x in cell)}")
     return table
 
 
@@ -195,8 +206,9 @@ def to_markdown(table: Table) -> str:
 
     header = [table.row_header, *table.columns]
     lines = ["| " + " | ".join(map(esc, header)) + " |", "|" + "|".join(["---"] + [":---:"] * len(table.columns)) + "|"]
+    d = table.decimals
     for r in table.rows:
-        lines.append("| " + " | ".join(esc(x) for x in [r, *(table.text(r, c) for c in table.columns)]) + " |")
+        lines.append("| " + " | ".join(esc(x) for x in [r, *(table.text(r, c, d) for c in table.columns)]) + " |")
     return "\n".join(lines)
 
 
@@ -213,7 +225,8 @@ def to_latex(table: Table) -> str:
     """A booktabs table written by hand (pandas' Styler.to_latex would need jinja2)."""
     spec = "l" + "c" * len(table.columns)
     head = " & ".join(latex_escape(x) for x in [table.row_header, *table.columns]) + r" \\"
-    body = [" & ".join(latex_escape(x) for x in [r, *(table.text(r, c) for c in table.columns)]) + r" \\"
+    d = table.decimals
+    body = [" & ".join(latex_escape(x) for x in [r, *(table.text(r, c, d) for c in table.columns)]) + r" \\"
             for r in table.rows]
     return "\n".join([
         r"% requires \usepackage{booktabs}",

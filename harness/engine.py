@@ -9,7 +9,6 @@ checkpoint, so a run that resumes from a checkpoint ends with the same weights a
 from __future__ import annotations
 
 import logging
-import math
 import os
 import random
 import time
@@ -26,6 +25,7 @@ from tqdm import tqdm
 from harness import distributed
 from harness.optim import build_optimizer, cosine_lr, set_lr
 from harness.results import atomic_torch_save
+from harness.schedule import updates_per_epoch  # noqa: F401  (the schedule module decides schedules)
 
 log = logging.getLogger("harness.engine")
 
@@ -102,11 +102,6 @@ def eval_workers(device: torch.device) -> int:
     if device.type != "cuda":
         return 0
     return max(0, min(8, len(os.sched_getaffinity(0)) - 1))
-
-
-def updates_per_epoch(n_items: int, batch_size: int, drop_last: bool = True) -> int:
-    bs = min(batch_size, n_items)
-    return n_items // bs if drop_last else math.ceil(n_items / bs)
 
 
 def _to_device(batch, device: torch.device):

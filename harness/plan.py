@@ -14,9 +14,11 @@ import json
 from dataclasses import dataclass, field
 from functools import cache
 from itertools import product
+from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
+from harness.schedule import job_schedule, pretrain_schedule
 from harness.spec import Resources, Study
 
 HASH_LEN = 8
@@ -31,6 +33,11 @@ class Job:
     resources: Resources
     upstream: str | None = None
     unavailable: str = ""  # why the job cannot run with this version of the harness ("" when it can)
+    schedule: dict[str, Any] | None = None  # harness.schedule.Schedule as a dict; derived, not hashed
+
+    @property
+    def updates(self) -> int | None:
+        return self.schedule["total_updates"] if self.schedule else None
 
     @property
     def cell(self) -> tuple:
@@ -74,28 +81,15 @@ def _pretrain_prefix(coords: dict, alias: str | None) -> str:
     return f"{coords['method']}-{alias}{_fraction_tag(coords['fraction'])}-e{coords['epochs']}-s{coords['seed']}"
 
 
-def _schedule(n_full: int, n_subset: int, batch_size: int, epochs: int, mode: str, warmup_epochs: float) -> dict:
-    from harness.engine import updates_per_epoch
-
-    reference = n_full if mode == "fixed-updates" else n_subset
-    per_epoch = updates_per_epoch(reference, batch_size)
-    total = epochs * per_epoch
-    return {
-        "mode": mode, "epochs": epochs, "total_updates": total,
-        "warmup_updates": int(round(warmup_epochs * per_epoch)),
-        "subset_epochs": round(total / updates_per_epoch(n_subset, batch_size), 2),
-    }
-
-
 def _method_class(name: str):
-    from harness.methods import METHODS
+    from harness.declarations import methods
 
-    return METHODS.get(name) if name in METHODS else None
+    return methods().get(name) if name in methods() else None
 
 
 def pretrain_jobs(study: Study) -> list[Job]:
-    from harness.data import dataset_info, dataset_version, get_index, get_manifest
-    from harness.models.vit import encoder_config
+    from harness.data import dataset_info, dataset_version, get_index, manifest_summary
+    from harness.models.encoders import encoder_config
 
     s = study.scale
     grid = s.pretrain
@@ -103,8 +97,13 @@ def pretrain_jobs(study: Study) -> list[Job]:
     jobs: dict[str, Job] = {}
 
     @cache
-    def manifest_for(dataset: str, fraction: float):  # one manifest per subset, shared by every method and seed
-        return get_manifest(dataset, "train", fraction, grid.subset_seed)
+    def manifest_for(dataset: str, fraction: float) -> tuple[str, int]:
+        """(content hash, images) of a subset's manifest: computed once, shared by every method and seed."""
+        return manifest_summary(dataset, "train", fraction, grid.subset_seed)
+
+    @cache
+    def reference_size(dataset: str) -> int:
+        return len(get_index(grid.updates_reference or dataset, "train"))
 
     for method in grid.methods:
         cls = _method_class(method)
@@ -127,17 +126,18 @@ def pretrain_jobs(study: Study) -> list[Job]:
                 if cls and cls.uses_labels and info.kind != "classification":
                     raise ConfigError(study.source, "pretrain.datasets", f"method {method!r} needs image "
                                       f"labels, which dataset {dataset!r} ({info.kind}) does not have")
-                manifest = manifest_for(dataset, fraction)
+                manifest_hash, images = manifest_for(dataset, fraction)
                 config["data"] = {"dataset": dataset, "version": dataset_version(dataset), "split": "train",
                                   "fraction": fraction, "subset_seed": grid.subset_seed,
-                                  "manifest": manifest.content_hash, "images": len(manifest)}
-                reference = get_index(grid.updates_reference or dataset, "train")
-                config["schedule"] = _schedule(len(reference), len(manifest), params.get("batch_size", 64),
-                                               epochs, grid.schedule, params.get("warmup_epochs", 0))
+                                  "manifest": manifest_hash, "images": images}
+                config["schedule"] = pretrain_schedule(reference_size(dataset), images, params.get("batch_size", 64),
+                                                       epochs, grid.schedule, params.get("warmup_epochs", 0))
             coords = {"method": method, "pretrain_dataset": dataset, "fraction": fraction,
                       "epochs": epochs, "seed": seed, "task": None, "task_dataset": None}
             job_id = f"pre-{_pretrain_prefix(coords, alias)}-{identity(config)}"
-            jobs[job_id] = Job(job_id, "pretrain", config, coords, s.resources.pretrain, unavailable=unavailable)
+            schedule = job_schedule(config)
+            jobs[job_id] = Job(job_id, "pretrain", config, coords, s.resources.pretrain, unavailable=unavailable,
+                               schedule=schedule.to_dict() if schedule else None)
     return list(jobs.values())
 
 
@@ -151,19 +151,21 @@ def applies(entry, pre: Job) -> bool:
 
 def downstream_jobs(study: Study, upstream: list[Job]) -> list[Job]:
     from harness.data import check_dataset, dataset_fingerprint, dataset_info
-    from harness.tasks import TASKS
+    from harness.declarations import tasks
 
     s = study.scale
     jobs = []
-    fingerprints = {}
+    fingerprints, train_sizes = {}, {}
     for dataset in dict.fromkeys(e.dataset for e in s.downstream):
-        check_dataset(dataset)  # a missing or malformed root fails now, at plan time, not in a worker
+        sizes = check_dataset(dataset)  # a missing or malformed root fails now, at plan time, not in a worker
         fingerprints[dataset] = dataset_fingerprint(dataset)
+        train_sizes[dataset] = sizes.get("train")
+    schedules: dict[tuple[int, str], dict | None] = {}  # one per downstream entry and dataset
     for pre in upstream:
         for i, entry in enumerate(s.downstream):
             if not applies(entry, pre):
                 continue
-            cls = TASKS.get(entry.task)
+            cls = tasks().get(entry.task)
             try:
                 params = cls.resolved_params(study.scale_name, entry.params)
             except KeyError as e:
@@ -178,11 +180,75 @@ def downstream_jobs(study: Study, upstream: list[Job]) -> list[Job]:
             coords = {**pre.coords, "task": entry.task, "task_dataset": entry.dataset}
             pre_alias = dataset_info(pre.coords["pretrain_dataset"]).alias if pre.coords["pretrain_dataset"] else None
             job_id = f"{entry.task}.{info.alias}-{_pretrain_prefix(pre.coords, pre_alias)}-{identity(config)}"
+            if (i, entry.dataset) not in schedules:
+                sched = job_schedule(config, train_sizes[entry.dataset])
+                schedules[(i, entry.dataset)] = sched.to_dict() if sched else None
             jobs.append(Job(job_id, "downstream", config, coords, s.resources.downstream, upstream=pre.id,
-                            unavailable=pre.unavailable))
+                            unavailable=pre.unavailable, schedule=schedules[(i, entry.dataset)]))
     return jobs
 
 
 def make_plan(study: Study) -> Plan:
     pre = pretrain_jobs(study)
     return Plan(study, pre + downstream_jobs(study, pre))
+
+
+# ---- the plan as launched: results/<study>/plan.json ------------------------------------------------------------
+
+PLAN_FILE = "plan.json"
+
+
+@dataclass
+class StoredPlan:
+    """The plan a study was last launched with, read back without the study's data (or torch)."""
+
+    study: str
+    scale: str
+    seeds: list[int]
+    source: str
+    source_sha256: str
+    jobs: list[Job]
+
+
+def _sha256(path: str | Path) -> str:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+def save_plan(plan: Plan, study_dir: Path) -> Path:
+    from harness.results import atomic_write_text
+
+    resources: dict[int, dict] = {}
+    doc = {"study": plan.study.name, "scale": plan.study.scale_name, "seeds": list(plan.study.scale.pretrain.seeds),
+           "source": plan.study.source, "source_sha256": _sha256(plan.study.source), "jobs": []}
+    for job in plan.jobs:
+        res = resources.setdefault(id(job.resources), job.resources.model_dump())
+        doc["jobs"].append({"id": job.id, "stage": job.stage, "config": job.config, "coords": job.coords,
+                            "resources": res, "upstream": job.upstream, "unavailable": job.unavailable,
+                            "schedule": job.schedule})
+    path = study_dir / PLAN_FILE
+    atomic_write_text(path, canonical_json(doc))
+    return path
+
+
+def load_plan(study_dir: Path) -> StoredPlan | None:
+    """The stored plan, or None when the study was never launched (or the file is unreadable)."""
+    try:
+        doc = json.loads((study_dir / PLAN_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    resources: dict[str, Resources] = {}
+    jobs = []
+    for j in doc["jobs"]:
+        key = canonical_json(j["resources"])
+        if key not in resources:
+            resources[key] = Resources.model_validate(j["resources"])
+        jobs.append(Job(j["id"], j["stage"], j["config"], j["coords"], resources[key], j["upstream"],
+                        j["unavailable"], j["schedule"]))
+    return StoredPlan(doc["study"], doc["scale"], doc["seeds"], doc["source"], doc["source_sha256"], jobs)
+
+
+def source_changed(stored: StoredPlan, source: str | Path) -> bool:
+    return _sha256(source) != stored.source_sha256

@@ -23,7 +23,7 @@ from pathlib import Path
 from harness.data import ade20k, coco, imagefolder, inat
 from harness.data import catalog as _catalog  # noqa: F401  (registers the datasets)
 from harness.data.index import Index, cached_index
-from harness.data.manifests import Manifest, build_manifest, save_manifest
+from harness.data.manifests import Manifest, build_manifest, save_manifest, summary_path
 from harness.data.registry import DATASETS, DatasetInfo, register_dataset
 from harness.data.roots import cache_dir, configured_root, require_root
 
@@ -39,7 +39,7 @@ SYNTHETIC_SEED = 0
 
 __all__ = [
     "DATASETS", "DatasetInfo", "register_dataset", "LAYOUTS", "Index", "Manifest",
-    "resolve_root", "get_index", "get_manifest", "dataset_info", "synthetic_root", "check_dataset",
+    "resolve_root", "get_index", "get_manifest", "manifest_summary", "dataset_info", "synthetic_root", "check_dataset",
     "dataset_version", "dataset_fingerprint",
 ]
 
@@ -91,6 +91,19 @@ def get_manifest(name: str, split: str, fraction: float, seed: int) -> Manifest:
     manifest = build_manifest(index, fraction, seed, balanced=info.labels_for_fractions)
     save_manifest(manifest)
     return manifest
+
+
+def manifest_summary(name: str, split: str, fraction: float, seed: int) -> tuple[str, int]:
+    """(content hash, number of images) of ``get_manifest(...)``, kept in the cache after the first time: the
+    plan needs only these, and selecting a fraction of ImageNet's 1.28M images takes a noticeable time."""
+    from harness.results import atomic_write_json, read_json
+
+    path = summary_path(get_index(name, split), fraction, seed, dataset_info(name).labels_for_fractions)
+    if (doc := read_json(path)) is not None:
+        return doc["content_hash"], doc["images"]
+    manifest = get_manifest(name, split, fraction, seed)
+    atomic_write_json(path, {"content_hash": manifest.content_hash, "images": len(manifest)})
+    return manifest.content_hash, len(manifest)
 
 
 def check_dataset(name: str) -> dict[str, int]:

@@ -23,12 +23,22 @@ class TaskContext:
     seed: int
     device: torch.device
     scale: str
+    updates: int = 0  # the updates of the run's schedule, set by ``train_config``; reported in metrics.json
 
     @property
     def checkpoint_path(self) -> Path:
         from harness.results import CHECKPOINT
 
         return self.job_dir / CHECKPOINT
+
+    def train_config(self, n_train: int, num_layers: int | None = None):
+        """The engine's ``TrainConfig`` for training on ``n_train`` items with this job's parameters; the schedule
+        comes from ``harness.schedule``, as the plan computed it."""
+        from harness.schedule import downstream_schedule, train_config
+
+        schedule = downstream_schedule(self.params, n_train)
+        self.updates = schedule.total_updates
+        return train_config(self.params, schedule, self.seed, num_layers)
 
 
 def metric(name: str, value: float, split: str = "val") -> dict[str, Any]:

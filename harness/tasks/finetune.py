@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from harness.engine import TrainConfig, train, updates_per_epoch
+from harness.engine import train
 from harness.models.vit import build_encoder, load_encoder_weights
 from harness.tasks._classification import labelled_split, topk_accuracy
 from harness.tasks.base import DownstreamTask, TaskContext, metric, register_task
@@ -54,11 +54,7 @@ class FineTune(DownstreamTask):
                 loss = F.cross_entropy(model(images), labels, label_smoothing=p["label_smoothing"])
             return loss, {}
 
-        per_epoch = updates_per_epoch(len(train_set), p["batch_size"])
-        tc = TrainConfig(batch_size=p["batch_size"], total_updates=p["epochs"] * per_epoch,
-                         warmup_updates=p["warmup_epochs"] * per_epoch, lr=p["lr"], min_lr=p["min_lr"],
-                         weight_decay=p["weight_decay"], clip_grad=p["clip_grad"], layer_decay=p["layer_decay"],
-                         num_layers=cfg.depth, seed=ctx.seed, num_workers=p.get("num_workers", 0))
+        tc = ctx.train_config(len(train_set), num_layers=cfg.depth)
         state = train(model, step, train_set, tc, ctx.checkpoint_path, desc=f"finetune {ctx.dataset}", device=ctx.device)
         acc = topk_accuracy(model, val_set, p["batch_size"], ctx.device, ks=(1, min(5, num_classes)))
         return [metric("top1", 100 * acc[1]), metric("top5", 100 * acc[min(5, num_classes)]),
