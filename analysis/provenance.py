@@ -50,7 +50,7 @@ def commit_label(row: pd.Series) -> str:
 
 
 def commits(envs: pd.DataFrame) -> dict[str, str]:
-    return {r["job_id"]: commit_label(r) for _, r in envs.iterrows()}
+    return {r["job_id"]: commit_label(r) for r in envs[["job_id", "git_commit", "git_dirty"]].to_dict("records")}
 
 
 def read_spec_params(study_dir: Path, job_id: str) -> dict:

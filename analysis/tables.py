@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from analysis.labels import (CLASSIFICATION_TASKS, epochs_label, fraction_label, method_key, method_name,
@@ -67,32 +66,39 @@ class Table:
         return pd.DataFrame(data, index=pd.Index(self.rows, name=self.row_header), columns=self.columns)
 
 
+# what the label and sort functions may read of a row: a cell's coordinates, never a value
+LABEL_COLUMNS = ["method", "pretrain_dataset", "fraction", "epochs", "task", "task_dataset", "metric"]
+
+
 def build(rows: pd.DataFrame, row_of: Callable[[pd.Series], str], column_of: Callable[[pd.Series], str],
           row_sort: Callable[[pd.Series], tuple], column_sort: Callable[[pd.Series], tuple], **meta) -> Table:
     """Group the frame's rows into cells by their row and column labels; orders follow the sort keys.
 
-    The label functions read each row as a plain dict (a pandas Series per row costs ~100x more); every cell
-    is filled in one pass over the rows, sorted by seed."""
-    records = rows.to_dict("records")
-    row_labels, column_labels = [row_of(r) for r in records], [column_of(r) for r in records]
-    labels = pd.DataFrame({"row": row_labels, "column": column_labels, "row_key": [row_sort(r) for r in records],
-                           "column_key": [column_sort(r) for r in records]})
-    table = Table(rows=_ordered(labels, "row"), columns=_ordered(labels, "column"), **meta)
-    members: dict[tuple[str, str], list[dict]] = {}
-    for i in np.argsort(rows["seed"].to_numpy(), kind="stable"):
-        members.setdefault((row_labels[i], column_labels[i]), []).append(records[i])
-    for (r, c) in sorted(members):
-        cell = members[(r, c)]
-        table.cells[(r, c)] = Sample(tuple(float(x["value"]) for x in cell), tuple(str(x["job_id"]) for x in cell))
-        if len({x["seed"] for x in cell}) < len(cell):  # e.g. two downstream entries that differ only in their parameters
-            table.warnings.append(f"cell ({r}, {c}) pools several results of one seed: "
-                                  f"{' '.join(str(x['job_id']) for x in cell)}")
+    The label and sort functions see each distinct combination of ``LABEL_COLUMNS`` once (as a dict), not each
+    row, and every cell is filled in one pass: the cost grows with the cells, not with rows times cells."""
+    rows = rows.reset_index(drop=True)
+    seeds, values, job_ids = rows["seed"].tolist(), rows["value"].tolist(), rows["job_id"].tolist()
+    members: dict[tuple[str, str], list[int]] = {}
+    row_keys: dict[str, tuple] = {}
+    column_keys: dict[str, tuple] = {}
+    for coords, idx in rows.groupby(LABEL_COLUMNS, dropna=False, sort=False).indices.items():
+        r = {k: (None if pd.isna(v) else v) for k, v in zip(LABEL_COLUMNS, coords)}
+        row, column = row_of(r), column_of(r)
+        row_keys.setdefault(row, row_sort(r))
+        column_keys.setdefault(column, column_sort(r))
+        members.setdefault((row, column), []).extend(idx.tolist())
+    table = Table(rows=_ordered(row_keys), columns=_ordered(column_keys), **meta)
+    for (row, column) in sorted(members):
+        cell = sorted(members[(row, column)], key=lambda i: (seeds[i], i))
+        table.cells[(row, column)] = Sample(tuple(float(values[i]) for i in cell), tuple(str(job_ids[i]) for i in cell))
+        if len({seeds[i] for i in cell}) < len(cell):  # e.g. two downstream entries that differ only in their parameters
+            table.warnings.append(f"cell ({row}, {column}) pools several results of one seed: "
+                                  f"{' '.join(str(job_ids[i]) for i in cell)}")
     return table
 
 
-def _ordered(labels: pd.DataFrame, which: str) -> list[str]:
-    firsts = labels.drop_duplicates(which)
-    return [x for _, x in sorted(zip(firsts[f"{which}_key"], firsts[which]))]
+def _ordered(keys: dict[str, tuple]) -> list[str]:
+    return [label for _, label in sorted((key, label) for label, key in keys.items())]
 
 
 def _varies(frame: pd.DataFrame, column: str) -> bool:
@@ -267,9 +273,11 @@ def write_table(table: Table, frame: pd.DataFrame, out_dir: Path, commits: dict[
     return paths
 
 
-def write_tables(frame: pd.DataFrame, out_dir: Path, commits: dict[str, str] | None = None) -> list[Path]:
+def write_tables(frame: pd.DataFrame, out_dir: Path, commits: dict[str, str] | None = None,
+                 tables: list[Table] | None = None) -> list[Path]:
+    """Write every table of the study (``tables``: already built from ``frame``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for table in study_tables(frame):
+    for table in study_tables(frame) if tables is None else tables:
         written += write_table(table, frame, out_dir, commits)
     return written

@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -102,6 +103,9 @@ def write_jobs(plan, study_dir: Path, db_path: Path) -> None:
     from harness.launch import job_spec
     from harness.plan import save_plan
 
+    def write_json(path: Path, data) -> None:  # what R.atomic_write_json writes, without its fsync per file
+        path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
     rng = random.Random(0)
     env = environment()
     save_plan(plan, study_dir)
@@ -120,8 +124,8 @@ def write_jobs(plan, study_dir: Path, db_path: Path) -> None:
         spec: JobSpec = job_spec(job, plan, study_dir)
         d = spec.job_dir
         d.mkdir(parents=True, exist_ok=True)
-        R.atomic_write_json(d / R.SPEC, asdict(spec))
-        R.atomic_write_json(d / R.ENV, {**env, "world_size": 1})
+        write_json(d / R.SPEC, asdict(spec))
+        write_json(d / R.ENV, {**env, "world_size": 1})
         (d / R.LOG).write_text(f"job {job.id} starts ({job.stage})\n")
         roll = rng.random()
         if roll < 0.05:
@@ -129,12 +133,12 @@ def write_jobs(plan, study_dir: Path, db_path: Path) -> None:
         if roll < 0.15:
             state = "PENDING" if roll < 0.10 else "FAILED"
             sid = slurm_id(state)
-            R.atomic_write_json(d / R.SUBMITTED, {"executor": "slurm", "slurm_id": sid, "submitted_at": time.time(),
+            write_json(d / R.SUBMITTED, {"executor": "slurm", "slurm_id": sid, "submitted_at": time.time(),
                                                   "stdout": str(d / "out"), "stderr": str(d / "err")})
             if state == "FAILED":
-                R.atomic_write_json(d / R.FAILED, {"error": "RuntimeError: out of memory", "log": str(d / R.LOG)})
+                write_json(d / R.FAILED, {"error": "RuntimeError: out of memory", "log": str(d / R.LOG)})
             continue
-        R.atomic_write_json(d / R.SUBMITTED, {"executor": "local", "pid": 1, "submitted_at": time.time()})
+        write_json(d / R.SUBMITTED, {"executor": "local", "pid": 1, "submitted_at": time.time()})
         if job.stage == "pretrain":
             rows = [{"name": "pretrain_loss", "value": rng.uniform(1, 5), "split": "train"}]
         else:
@@ -143,22 +147,29 @@ def write_jobs(plan, study_dir: Path, db_path: Path) -> None:
                                                                       "split": "val"}]
             rows += [{"name": "train_loss", "value": rng.uniform(0.5, 3), "split": "train"}] if job.config[
                 "task"] == "finetune" else []
-        R.atomic_write_json(d / R.METRICS, {
+        write_json(d / R.METRICS, {
             "job_id": job.id, "study": spec.study, "scale": spec.scale, "stage": job.stage, "upstream": job.upstream,
             **job.coords, "metrics": rows, "updates": job.updates or 0, "wall_time_s": round(rng.uniform(10, 99), 2),
             "finished_at": "2026-01-01T00:00:00"})
     db_path.write_text(json.dumps({k: v for k, v in arrays.items()}))
 
 
-def timed(cmd: list[str], env: dict[str, str], repeat: int) -> float:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(cmd: list[str], env: dict[str, str], repeat: int) -> tuple[float, float]:
+    """Median (wall, CPU) seconds of the command; CPU time (user + system) is what a busy machine does not
+    inflate, wall time is what a user waits on a quiet one."""
     times = []
     for _ in range(repeat):
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), _children_cpu()
         out = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
-        times.append(time.perf_counter() - t)
+        times.append((time.perf_counter() - t, _children_cpu() - cpu))
         if out.returncode != 0:
             raise SystemExit(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stderr[-3000:]}")
-    return statistics.median(times)
+    return statistics.median(w for w, _ in times), statistics.median(c for _, c in times)
 
 
 def main() -> None:
@@ -189,7 +200,7 @@ def main() -> None:
     rows: dict[int, dict[str, float]] = {}
     print(f"workdir {work}")
     help_s = timed([*harness, "--help"], env, max(3, args.repeat))
-    print(f"--help: {help_s:.2f} s")
+    print(f"--help: {help_s[0]:.2f} s (CPU {help_s[1]:.2f} s)")
     for size in args.sizes:
         name = f"bench-{size}"
         study_file = work / f"{name}.yaml"
@@ -210,26 +221,32 @@ def main() -> None:
         times["collect"] = timed([*harness, "collect", str(study_file)], env, args.repeat)
         times["report"] = timed([*harness, "report", str(study_file)], env, args.repeat)
         rows[size] = times
-        print(f"{name} ({len(plan.jobs)} jobs): " + ", ".join(f"{k} {v:.2f} s" for k, v in times.items()), flush=True)
+        print(f"{name} ({len(plan.jobs)} jobs): " + ", ".join(f"{k} {w:.2f} s (CPU {c:.2f} s)"
+                                                           for k, (w, c) in times.items()), flush=True)
     report(help_s, rows)
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def report(help_s: float, rows: dict[int, dict[str, float]]) -> None:
-    print("\ngoal                                   measured   goal   met")
-    print(f"{'--help':<38} {help_s:8.2f} s {GOALS['help']:5.1f} s  {help_s < GOALS['help']}")
+def report(help_s: tuple[float, float], rows: dict[int, dict[str, tuple[float, float]]]) -> None:
+    """The goals with the wall and CPU time of each; on a busy machine judge by CPU time."""
+    print(f"\n{'goal':<38} {'wall':>8} {'CPU':>8} {'goal':>7}  met (wall, CPU)")
+
+    def line(what: str, measured: tuple[float, float], goal: float, unit: str = "s") -> None:
+        wall, cpu = measured
+        print(f"{what:<38} {wall:7.2f}{unit} {cpu:7.2f}{unit} {goal:6.1f}{unit}  {wall <= goal}, {cpu <= goal}")
+
+    line("--help", help_s, GOALS["help"])
     for size, times in rows.items():
         for what, t in times.items():
-            goal = GOALS[what.split()[0]]
             if what.startswith("plan") or size == max(rows):
-                print(f"{what + f' ({size} jobs)':<38} {t:8.2f} s {goal:5.1f} s  {t < goal}")
+                line(f"{what} ({size} jobs)", t, GOALS[what.split()[0]])
     sizes = sorted(rows)
     if len(sizes) >= 2:
         small, big = sizes[-2], sizes[-1]
         for what in ("status", "collect", "report"):
-            ratio = rows[big][what] / rows[small][what]
-            print(f"{f'growth {what} {small} -> {big}':<38} {ratio:7.2f} x {GROWTH_GOAL:5.1f} x  {ratio <= GROWTH_GOAL}")
+            ratio = tuple(rows[big][what][i] / rows[small][what][i] for i in (0, 1))
+            line(f"growth {what} {small} -> {big}", ratio, GROWTH_GOAL, "x")
 
 
 if __name__ == "__main__":

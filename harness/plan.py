@@ -217,19 +217,47 @@ def _sha256(path: str | Path) -> str:
         return ""
 
 
+class _Shared:
+    """Values that many jobs share (parameters, model, data, schedule, resources), stored once in plan.json and
+    referenced by position: a 50,000-job plan stays a few MB, and reading it back decodes each value once."""
+
+    KEYS = ("params", "model", "data", "schedule")
+
+    def __init__(self, values: list | None = None):
+        self.values = values if values is not None else []
+        self._positions: dict[str, int] = {}
+
+    def ref(self, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        key = canonical_json(value)
+        if key not in self._positions:
+            self._positions[key] = len(self.values)
+            self.values.append(value)
+        return {"$shared": self._positions[key]}
+
+    def get(self, value: Any) -> Any:
+        return self.values[value["$shared"]] if isinstance(value, dict) and "$shared" in value else value
+
+    def pack(self, config: dict) -> dict:
+        return {k: self.ref(v) if k in self.KEYS else v for k, v in config.items()}
+
+    def unpack(self, config: dict) -> dict:
+        return {k: self.get(v) if k in self.KEYS else v for k, v in config.items()}
+
+
 def save_plan(plan: Plan, study_dir: Path) -> Path:
     from harness.results import atomic_write_text
 
-    resources: dict[int, dict] = {}
+    shared = _Shared()
+    jobs = [{"id": job.id, "stage": job.stage, "config": shared.pack(job.config), "coords": job.coords,
+             "resources": shared.ref(job.resources.model_dump()), "upstream": job.upstream,
+             "unavailable": job.unavailable, "schedule": shared.ref(job.schedule)} for job in plan.jobs]
     doc = {"study": plan.study.name, "scale": plan.study.scale_name, "seeds": list(plan.study.scale.pretrain.seeds),
-           "source": plan.study.source, "source_sha256": _sha256(plan.study.source), "jobs": []}
-    for job in plan.jobs:
-        res = resources.setdefault(id(job.resources), job.resources.model_dump())
-        doc["jobs"].append({"id": job.id, "stage": job.stage, "config": job.config, "coords": job.coords,
-                            "resources": res, "upstream": job.upstream, "unavailable": job.unavailable,
-                            "schedule": job.schedule})
+           "source": plan.study.source, "source_sha256": _sha256(plan.study.source), "shared": shared.values,
+           "jobs": jobs}
     path = study_dir / PLAN_FILE
-    atomic_write_text(path, canonical_json(doc))
+    atomic_write_text(path, json.dumps(doc, separators=(",", ":")))
     return path
 
 
@@ -239,14 +267,15 @@ def load_plan(study_dir: Path) -> StoredPlan | None:
         doc = json.loads((study_dir / PLAN_FILE).read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    resources: dict[str, Resources] = {}
+    shared = _Shared(doc["shared"])
+    resources: dict[int, Resources] = {}
     jobs = []
     for j in doc["jobs"]:
-        key = canonical_json(j["resources"])
-        if key not in resources:
-            resources[key] = Resources.model_validate(j["resources"])
-        jobs.append(Job(j["id"], j["stage"], j["config"], j["coords"], resources[key], j["upstream"],
-                        j["unavailable"], j["schedule"]))
+        ref = j["resources"]["$shared"]
+        if ref not in resources:
+            resources[ref] = Resources.model_validate(shared.get(j["resources"]))
+        jobs.append(Job(j["id"], j["stage"], shared.unpack(j["config"]), j["coords"], resources[ref], j["upstream"],
+                        j["unavailable"], shared.get(j["schedule"])))
     return StoredPlan(doc["study"], doc["scale"], doc["seeds"], doc["source"], doc["source_sha256"], jobs)
 
 
