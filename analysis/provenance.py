@@ -69,8 +69,9 @@ def varying_params(study_dir: Path, jobs: pd.DataFrame) -> pd.Series:
     out = pd.Series("", index=jobs.index, dtype=object)
     for _, group in jobs.groupby([jobs["stage"], kind]):
         dicts = [params[j] for j in group["job_id"]]
-        keys = sorted({k for d in dicts for k in d})
-        varying = [k for k in keys if len({json.dumps(d.get(k), sort_keys=True, default=str) for d in dicts}) > 1]
-        for idx, d in zip(group.index, dicts):
-            out[idx] = ", ".join(f"{k}={d.get(k)}" for k in varying)
+        distinct = list({json.dumps(d, sort_keys=True, default=str): d for d in dicts}.values())  # few per group
+        keys = sorted({k for d in distinct for k in d})
+        varying = [k for k in keys if len({json.dumps(d.get(k), sort_keys=True, default=str) for d in distinct}) > 1]
+        if varying:
+            out[group.index] = [", ".join(f"{k}={d.get(k)}" for k in varying) for d in dicts]
     return out

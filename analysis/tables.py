@@ -81,8 +81,7 @@ def build(rows: pd.DataFrame, row_of: Callable[[pd.Series], str], column_of: Cal
     members: dict[tuple[str, str], list[int]] = {}
     row_keys: dict[str, tuple] = {}
     column_keys: dict[str, tuple] = {}
-    for coords, idx in rows.groupby(LABEL_COLUMNS, dropna=False, sort=False).indices.items():
-        r = {k: (None if pd.isna(v) else v) for k, v in zip(LABEL_COLUMNS, coords)}
+    for r, idx in _distinct_coordinates(rows):
         row, column = row_of(r), column_of(r)
         row_keys.setdefault(row, row_sort(r))
         column_keys.setdefault(column, column_sort(r))
@@ -95,6 +94,22 @@ def build(rows: pd.DataFrame, row_of: Callable[[pd.Series], str], column_of: Cal
             table.warnings.append(f"cell ({row}, {column}) pools several results of one seed: "
                                   f"{' '.join(str(job_ids[i]) for i in cell)}")
     return table
+
+
+def _distinct_coordinates(rows: pd.DataFrame):
+    """(coordinates as a dict, positions of the rows that have them) for each distinct combination."""
+    for coords, idx in rows.groupby(LABEL_COLUMNS, dropna=False, sort=False).indices.items():
+        yield {k: (None if pd.isna(v) else v) for k, v in zip(LABEL_COLUMNS, coords)}, idx
+
+
+def label_rows(rows: pd.DataFrame, label_of: Callable[[pd.Series], str]) -> pd.Series:
+    """``label_of`` of every row, computed once per distinct combination of ``LABEL_COLUMNS``."""
+    labels = [""] * len(rows)
+    for r, idx in _distinct_coordinates(rows):
+        label = label_of(r)
+        for i in idx:
+            labels[i] = label
+    return pd.Series(labels, index=rows.index, dtype=object)
 
 
 def _ordered(keys: dict[str, tuple]) -> list[str]:

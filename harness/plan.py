@@ -267,6 +267,13 @@ def load_plan(study_dir: Path) -> StoredPlan | None:
         doc = json.loads((study_dir / PLAN_FILE).read_text())
     except (OSError, json.JSONDecodeError):
         return None
+    try:
+        return _stored_plan(doc)
+    except (KeyError, TypeError, IndexError):  # another layout: plan afresh
+        return None
+
+
+def _stored_plan(doc: dict) -> StoredPlan:
     shared = _Shared(doc["shared"])
     resources: dict[int, Resources] = {}
     jobs = []
