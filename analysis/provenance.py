@@ -61,10 +61,20 @@ def read_spec_params(study_dir: Path, job_id: str) -> dict:
     return (spec.get("config") or {}).get("params") or {}
 
 
+def planned_params(study_dir: Path) -> dict[str, dict]:
+    """Each job's parameters from the plan the study was launched with (plan.json): one file instead of a
+    spec.json per job; a job's identity hashes its configuration, so a job id names the same parameters in both."""
+    from harness.plan import load_plan
+
+    stored = load_plan(study_dir)
+    return {} if stored is None else {j.id: j.config.get("params") or {} for j in stored.jobs}
+
+
 def varying_params(study_dir: Path, jobs: pd.DataFrame) -> pd.Series:
     """Per job, the method/task parameters (from spec.json) that differ between jobs of the same stage and kind,
     e.g. the longer detection schedule of random init; empty where nothing differs or no spec.json is there."""
-    params = {j: read_spec_params(study_dir, j) for j in jobs["job_id"]}
+    planned = planned_params(study_dir)
+    params = {j: planned[j] if j in planned else read_spec_params(study_dir, j) for j in jobs["job_id"]}
     kind = jobs["method"].where(jobs["stage"] == "pretrain", jobs["task"]).fillna("")
     out = pd.Series("", index=jobs.index, dtype=object)
     for _, group in jobs.groupby([jobs["stage"], kind]):

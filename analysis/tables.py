@@ -259,7 +259,8 @@ def to_latex(table: Table) -> str:
 
 def provenance_frame(table: Table, frame: pd.DataFrame, commits: dict[str, str] | None = None) -> pd.DataFrame:
     """One line per cell: its numbers and the downstream jobs (and their pre-training jobs) behind it."""
-    upstream = dict(zip(frame["job_id"], frame["upstream"]))
+    jobs = frame.drop_duplicates("job_id")
+    upstream = dict(zip(jobs["job_id"].tolist(), jobs["upstream"].tolist()))
     records = []
     for r in table.rows:
         for c in table.columns:

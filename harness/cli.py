@@ -120,8 +120,11 @@ def _study_header(args) -> tuple[str, str]:
 
     from harness.spec import find_study_file
 
-    data = yaml.safe_load(find_study_file(args.study).read_text())
-    if not isinstance(data, dict) or "name" not in data:  # let the full validation name the problem
+    try:
+        data = yaml.safe_load(find_study_file(args.study).read_text())
+    except yaml.YAMLError:
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):  # the full validation names the problem
         from harness.spec import load_study
 
         load_study(args.study, args.scale)

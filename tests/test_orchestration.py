@@ -246,3 +246,20 @@ def test_plan_json_round_trips(tmp_path):
     assert json.loads(path.read_text())["scale"] == "tiny" and stored.seeds == [0]
     assert [(j.id, j.config, j.coords, j.resources, j.upstream, j.schedule) for j in stored.jobs] == \
            [(j.id, j.config, j.coords, j.resources, j.upstream, j.schedule) for j in plan.jobs]
+
+
+def test_report_reads_job_parameters_from_the_launched_plan(tmp_path):
+    from analysis.provenance import varying_params
+
+    study = write_micro(tmp_path, fractions=[0.1], method_params={"supervised": {"batch_size": 32}})
+    data = yaml.safe_load(study.read_text())
+    data["scales"]["tiny"]["downstream"].append({"task": "finetune", "dataset": "synthetic-objects",
+                                                 "params": {"epochs": 2, "batch_size": 128}})
+    study.write_text(yaml.safe_dump(data))
+    plan = make_plan(load_study(study))
+    save_plan(plan, tmp_path / "s")  # no job folder: the parameters can only come from plan.json
+    import pandas as pd
+
+    jobs = pd.DataFrame({"job_id": [j.id for j in plan.downstream], "stage": "downstream", "method": None,
+                         "task": "finetune"})
+    assert sorted(varying_params(tmp_path / "s", jobs)) == ["epochs=1"] * 2 + ["epochs=2"] * 2
