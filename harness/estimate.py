@@ -3,11 +3,9 @@ method's relative cost, converted to time with an assumed sustained throughput (
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 
 from harness.models.encoders import EncoderConfig, encoder_config
-from harness.plan import canonical_json
 
 # sustained training throughput assumed for the conversion; printed with every estimate
 CPU_FLOPS = 2e10  # two CPU cores, fp32
@@ -27,12 +25,14 @@ def job_flops(job, relative_cost: float) -> float:
     (``harness.schedule``); ``relative_cost`` is its method's or task's cost per image. 0 without a schedule."""
     if not job.schedule:
         return 0.0
-    return _training_flops_per_image(canonical_json(job.config["model"])) * job.schedule["images"] * relative_cost
+    model = job.config["model"]
+    key = tuple(sorted(model.items())) if isinstance(model, dict) else model
+    return _training_flops_per_image(key) * job.schedule["images"] * relative_cost
 
 
 @lru_cache
-def _training_flops_per_image(model: str) -> float:
-    return 3 * vit_forward_flops(encoder_config(json.loads(model)))
+def _training_flops_per_image(model: tuple | str) -> float:
+    return 3 * vit_forward_flops(encoder_config(dict(model) if isinstance(model, tuple) else model))
 
 
 def format_duration(seconds: float) -> str:

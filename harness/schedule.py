@@ -12,7 +12,7 @@ counts them from its parameters: ``updates`` when given, else ``epochs`` over it
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -29,7 +29,8 @@ class Schedule:
     images: int  # training images the job reads (one pass for a task that trains nothing)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"total_updates": self.total_updates, "warmup_updates": self.warmup_updates,
+                "batch_size": self.batch_size, "images": self.images}
 
 
 def pretrain_schedule(n_full: int, n_subset: int, batch_size: int, epochs: int, mode: str,
