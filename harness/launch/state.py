@@ -1,6 +1,6 @@
-"""Job states: from the results folder, plus liveness of local processes and one batched ``sacct`` call for
-jobs submitted to SLURM (never one call per job); one ``squeue`` call double-checks jobs that sacct says
-ended without a result."""
+"""Job states: from the results folder, plus liveness of local processes and batched ``sacct`` calls for jobs
+submitted to SLURM (one per ``SACCT_ARG_CHARS`` of ids, never one per job); one ``squeue`` call double-checks
+jobs that sacct says ended without a result. A failed query raises ``SlurmQueryError``."""
 
 from __future__ import annotations
 
