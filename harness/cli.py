@@ -44,6 +44,14 @@ def _seeds(text: str | None) -> int | list[int] | None:
     return [int(x) for x in text.split(",")] if "," in text else int(text)
 
 
+def _relative_cost(job) -> float:
+    from harness.declarations import methods, tasks
+
+    if job.stage == "pretrain":
+        return methods().get(job.config["method"]).relative_cost if job.config["method"] in methods() else 0.0
+    return tasks().get(job.config["task"]).relative_cost
+
+
 def cmd_plan(args) -> int:
     from harness.data import without_roots
     from harness.errors import DataRootError
@@ -65,13 +73,13 @@ def _print_plan(plan, args, missing: dict[str, str]) -> int:
     study_dir = study_dir_for(plan, _results_root(args))
     statuses = job_statuses(plan.jobs, study_dir)
     s = plan.study
-    print(f"study {s.name} (scale {s.scale_name}, from {s.source}): {len(plan.pretrain)} pre-training + "
-          f"{len(plan.downstream)} downstream jobs -> {study_dir}")
+    lines = [f"study {s.name} (scale {s.scale_name}, from {s.source}): {len(plan.pretrain)} pre-training + "
+             f"{len(plan.downstream)} downstream jobs -> {study_dir}",
+             f"{'state':<18} {'job':<64} {'updates':>9} {'estimate':>10}"]
     total_flops, total_gpu_s = 0.0, 0.0
     gpu_s_by: Counter = Counter()  # (stage, method) -> GPU-seconds
-    print(f"{'state':<18} {'job':<64} {'updates':>9} {'estimate':>10}")
     for job in plan.jobs:
-        flops = job_flops(job)
+        flops = job_flops(job, _relative_cost(job))
         total_flops += flops
         gpus = max(1, job.resources.gpus_per_node * job.resources.nodes)
         on_gpu = job.resources.gpus_per_node > 0
@@ -79,23 +87,23 @@ def _print_plan(plan, args, missing: dict[str, str]) -> int:
         total_gpu_s += seconds * gpus if on_gpu else 0.0
         gpu_s_by[(job.stage, job.coords["method"])] += seconds * gpus if on_gpu else 0.0
         state = "unavailable" if job.unavailable else statuses[job.id].state.value
-        updates = job.config.get("schedule", {}).get("total_updates", "")
-        print(f"{state:<18} {job.id:<64} {updates!s:>9} {format_duration(seconds):>10}")
+        updates = "" if job.updates is None else job.updates
+        lines.append(f"{state:<18} {job.id:<64} {updates!s:>9} {format_duration(seconds):>10}")
     counts = Counter("unavailable" if j.unavailable else statuses[j.id].state.value for j in plan.jobs)
-    print("states: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    print(f"compute: {total_flops / 1e15:.3g} PFLOP in total" +
-          (f", about {total_gpu_s / 3600:.1f} GPU-hours" if total_gpu_s else "") +
-          f" (assuming {GPU_FLOPS / 1e12:.0f} TFLOP/s per GPU, {CPU_FLOPS / 1e9:.0f} GFLOP/s on CPU)")
+    lines.append("states: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    lines.append(f"compute: {total_flops / 1e15:.3g} PFLOP in total" +
+                 (f", about {total_gpu_s / 3600:.1f} GPU-hours" if total_gpu_s else "") +
+                 f" (assuming {GPU_FLOPS / 1e12:.0f} TFLOP/s per GPU, {CPU_FLOPS / 1e9:.0f} GFLOP/s on CPU)")
     for stage in ("pretrain", "downstream"):
         rows = {m: v for (st, m), v in gpu_s_by.items() if st == stage and v > 0}
         if rows:
-            print(f"GPU-hours {stage}: {sum(rows.values()) / 3600:.3g} (by method of pre-training: " +
-                  ", ".join(f"{m} {v / 3600:.3g}" for m, v in sorted(rows.items())) + ")")
-    for reason in sorted({j.unavailable for j in plan.jobs if j.unavailable}):
-        print(f"unavailable: {reason}")
+            lines.append(f"GPU-hours {stage}: {sum(rows.values()) / 3600:.3g} (by method of pre-training: " +
+                         ", ".join(f"{m} {v / 3600:.3g}" for m, v in sorted(rows.items())) + ")")
+    lines += [f"unavailable: {reason}" for reason in sorted({j.unavailable for j in plan.jobs if j.unavailable})]
     from harness.plan import resolved_params_lines
 
-    print("resolved parameters (in the job identities):", *resolved_params_lines(plan), sep="\n")
+    lines += ["resolved parameters (in the job identities):", *resolved_params_lines(plan)]
+    print("\n".join(lines))
     if missing:
         print(f"\n{len(missing)} dataset(s) not found here; the estimate uses their declared image counts and the "
               "ids of jobs that read them are provisional:")
@@ -141,22 +149,58 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
+def _study_header(args) -> tuple[str, str]:
+    """(name, default scale) of the study file, read without validating it (which needs the registries)."""
+    import yaml
+
+    from harness.spec import find_study_file
+
+    try:
+        data = yaml.safe_load(find_study_file(args.study).read_text())
+    except yaml.YAMLError:
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):  # the full validation names the problem
+        from harness.spec import load_study
+
+        load_study(args.study, args.scale)
+    return data["name"], data.get("default_scale", "tiny")
+
+
+def _planned_jobs(args, study_dir: Path | None = None):
+    """The jobs of the study at the asked scale and seeds: those of ``plan.json`` when the study was launched
+    with them (no data root, no torch needed), else a fresh plan."""
+    from harness.plan import load_plan, make_plan, source_changed
+    from harness.spec import find_study_file, load_study
+
+    name, default_scale = _study_header(args)
+    study_dir = study_dir or _results_root(args) / name
+    stored = load_plan(study_dir)
+    seeds = _seeds(getattr(args, "seeds", None))
+    seeds = list(range(seeds)) if isinstance(seeds, int) else seeds
+    sets = getattr(args, "set", None)
+    if not sets and stored is not None and stored.scale == (args.scale or default_scale) and seeds in (None, stored.seeds):
+        if source_changed(stored, find_study_file(args.study)):
+            print(f"note: {study_dir / 'plan.json'} is the plan the study was launched with; the study file changed "
+                  "since (`harness plan` shows its new plan, `harness run` launches it)", file=sys.stderr)
+        return stored.jobs, study_dir
+    return make_plan(load_study(args.study, args.scale, seeds=_seeds(getattr(args, "seeds", None)),
+                                sets=sets)).jobs, study_dir
+
+
 def cmd_status(args) -> int:
     from harness.curves import progress_text
-    from harness.launch import study_dir_for
     from harness.launch.state import job_statuses
 
-    plan = _load(args)
-    study_dir = study_dir_for(plan, _results_root(args))
-    statuses = job_statuses(plan.jobs, study_dir)
+    jobs, study_dir = _planned_jobs(args)
+    statuses = job_statuses(jobs, study_dir)
     cells: dict[tuple, list] = {}
-    for job in plan.jobs:
+    for job in jobs:
         cells.setdefault(job.cell, []).append(job)
-    for cell, jobs in cells.items():
+    lines = []
+    for cell, cell_jobs in cells.items():
         method, ds, frac, ep = cell
-        name = method if ds is None else f"{method} x {ds} x f{frac:g} x e{ep}"
-        print(name)
-        for job in jobs:
+        lines.append(method if ds is None else f"{method} x {ds} x f{frac:g} x e{ep}")
+        for job in cell_jobs:
             st = statuses[job.id]
             stage = job.stage if job.stage == "pretrain" else f"{job.coords['task']}@{job.coords['task_dataset']}"
             line = f"  {stage:<24} {st.state.value:<18} {job.id}"
@@ -164,27 +208,26 @@ def cmd_status(args) -> int:
                 line += f"  {now}"
             if st.detail:
                 line += f"  [{_last_line(st.detail)}]"
-            print(line)
+            lines.append(line)
             if st.state.value in ("failed", "dependency-failed") and st.log:
-                print(f"  {'':<24} log: {st.log}")
+                lines.append(f"  {'':<24} log: {st.log}")
     counts = Counter(s.state.value for s in statuses.values())
-    print("total: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    lines.append("total: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    print("\n".join(lines))
     return 0
 
 
 def _collect_study(args):
-    """Collect the study's finished jobs: those of its current plan (``--all``: every folder)."""
+    """Collect the study's finished jobs: those of its plan (``--all``: every folder)."""
     from harness.collect import collect
     from harness.errors import DataRootError
-    from harness.plan import make_plan
-    from harness.spec import load_study
 
-    study = load_study(args.study, args.scale, seeds=_seeds(args.seeds), sets=args.set)
-    study_dir = _results_root(args) / study.name
+    name, _ = _study_header(args)
+    study_dir = _results_root(args) / name
     only = None
     if not getattr(args, "all", False):
         try:
-            only = {j.id for j in make_plan(study).jobs}
+            only = {j.id for j in _planned_jobs(args, study_dir)[0]}
         except DataRootError as e:  # e.g. results copied from a cluster to a laptop without the datasets
             print(f"warning: cannot plan the study here ({e}); collecting every finished job", file=sys.stderr)
     return collect(study_dir, only), study_dir
@@ -197,16 +240,13 @@ def cmd_collect(args) -> int:
 
 
 def cmd_report(args) -> int:
-    import yaml
-
     from analysis.report import write_report
     from harness.collect import load_collected
-    from harness.spec import find_study_file
 
     if args.recollect:
         frame, study_dir = _collect_study(args)
     else:
-        study_dir = _results_root(args) / yaml.safe_load(find_study_file(args.study).read_text())["name"]
+        study_dir = _results_root(args) / _study_header(args)[0]
         frame = load_collected(study_dir)
     what = tuple(args.only) if args.only else None  # None: tables, figures, claims and the HTML page
     if frame.empty:
@@ -357,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, default=1, help="local executor: torch threads per job")
     r.add_argument("--cluster", default=None, help="cluster profile name or YAML path (default $HARNESS_CLUSTER or ci)")
     r.set_defaults(fn=cmd_run)
-    st = study_cmd("status", "state of every job, by study cell and stage (one batched sacct call)")
+    st = study_cmd("status", "state of every job, by study cell and stage (reads the launched plan.json)")
     st.add_argument("--cluster", default=None, help="cluster profile whose results_root to read (default $HARNESS_CLUSTER)")
     st.set_defaults(fn=cmd_status)
     co = study_cmd("collect", "gather the study's finished jobs into results/<study>/collected.{csv,parquet}")
@@ -387,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_data_commands(sub)
-    from harness.export import add_export_command
+    from harness.export import add_export_command  # imports no torch until an export runs
 
     add_export_command(sub)
     return p

@@ -6,6 +6,8 @@ partial row. Saved as ``results/<study>/collected.csv`` and ``collected.parquet`
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -17,14 +19,29 @@ COLUMNS = ["study", "scale", "stage", "job_id", "upstream", *COORDS, "metric", "
            "wall_time_s"]
 
 
+def _read_json(path: str) -> dict | None:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _job_names(study_dir: Path, only: set[str] | None) -> list[str]:
+    """The job folders' names, sorted, in one listing (no per-folder check: metrics.json is written last)."""
+    if not study_dir.is_dir():
+        return []
+    with os.scandir(study_dir) as entries:
+        return sorted(e.name for e in entries if (only is None or e.name in only) and e.is_dir())
+
+
 def collect_frame(study_dir: Path, only: set[str] | None = None) -> pd.DataFrame:
     """Rows of every complete job, or of the jobs in ``only`` (the current plan: folders of jobs that a changed
     study no longer has stay on disk, and must not mix into its tables)."""
     rows = []
-    for job_dir in R.iter_job_dirs(study_dir):
-        if only is not None and job_dir.name not in only:
-            continue
-        doc = R.read_json(job_dir / R.METRICS)
+    folder = str(study_dir)
+    for name in _job_names(study_dir, only):
+        doc = _read_json(os.path.join(folder, name, R.METRICS))  # plain strings: pathlib costs more than the read
         if doc is None:
             continue
         base = {k: doc.get(k) for k in ["study", "scale", "stage", "job_id", "upstream", *COORDS, "updates", "wall_time_s"]}

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import random
 import signal
@@ -37,6 +36,7 @@ from harness import distributed
 from harness.curves import active as active_curves
 from harness.optim import build_optimizer, cosine_lr, set_lr, set_weight_decay
 from harness.results import atomic_torch_save
+from harness.schedule import updates_per_epoch  # noqa: F401  (the schedule module decides schedules)
 
 log = logging.getLogger("harness.engine")
 
@@ -195,11 +195,6 @@ def eval_workers(device: torch.device) -> int:
     if device.type != "cuda":
         return 0
     return max(0, min(8, len(os.sched_getaffinity(0)) - 1))
-
-
-def updates_per_epoch(n_items: int, batch_size: int, drop_last: bool = True) -> int:
-    bs = min(batch_size, n_items)
-    return n_items // bs if drop_last else math.ceil(n_items / bs)
 
 
 def _to_device(batch, device: torch.device):

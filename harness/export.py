@@ -22,10 +22,12 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported by the conversion only: building the CLI's parser must stay cheap
+    import torch
 
-from harness.models.vit import EncoderConfig
+    from harness.models.vit import EncoderConfig
 
 FORMATS = ("detectron2", "mmseg")
 DEFAULT_PREFIX = {"detectron2": "backbone.net.", "mmseg": "backbone."}
@@ -118,6 +120,10 @@ def convert_state(state: dict[str, torch.Tensor], cfg: EncoderConfig, fmt: str, 
 
 
 def export_encoder(encoder_path: Path, fmt: str, out: Path, prefix: str | None = None) -> ExportReport:
+    import torch
+
+    from harness.models.vit import EncoderConfig
+
     payload = torch.load(encoder_path, map_location="cpu", weights_only=True)
     cfg = EncoderConfig(**payload["config"])
     state, report = convert_state(payload["state_dict"], cfg, fmt, prefix)

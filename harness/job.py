@@ -70,9 +70,10 @@ def run_pretrain(spec: JobSpec) -> tuple[list[dict], int]:
     from harness.data import get_index, get_manifest
     from harness.data.images import ImageListDataset
     from harness.data.roots import cache_dir
-    from harness.engine import TrainConfig, device_for, seed_everything, train
+    from harness.engine import device_for, seed_everything, train
     from harness.methods import METHODS, PretrainData
     from harness.models.vit import encoder_config, save_encoder
+    from harness.schedule import job_schedule, train_config
 
     cfg = spec.config
     method_cls = METHODS.get(cfg["method"])
@@ -98,14 +99,9 @@ def run_pretrain(spec: JobSpec) -> tuple[list[dict], int]:
     method.prepare(PretrainData(ImageListDataset(index, manifest.indices), num_classes, manifest.content_hash,
                                 cache_dir("methods", cfg["method"])))
     dataset = ImageListDataset(index, manifest.indices, transform=method.train_transform())
-    sched = cfg["schedule"]
-    method.updates_per_epoch = sched["total_updates"] / max(sched["epochs"], 1)
-    tc = TrainConfig(batch_size=params["batch_size"], total_updates=sched["total_updates"],
-                     warmup_updates=sched["warmup_updates"], lr=params["lr"], min_lr=params["min_lr"],
-                     weight_decay=params["weight_decay"], betas=tuple(params["betas"]), clip_grad=params["clip_grad"],
-                     weight_decay_end=params.get("weight_decay_end"), seed=cfg["seed"],
-                     num_workers=int(params.get("num_workers", 0)),
-                     repeated_aug=int(params.get("repeated_aug", 0)), accum_steps=spec.grad_accumulation)
+    sched = job_schedule(cfg)
+    method.updates_per_epoch = cfg["schedule"]["total_updates"] / max(cfg["schedule"]["epochs"], 1)
+    tc = train_config(params, sched, cfg["seed"], accum_steps=spec.grad_accumulation)
     state = train(method, method.training_step, dataset, tc, job_dir / R.CHECKPOINT,
                   desc=f"{spec.job_id[:40]}", after_step=method.after_step, collate_fn=method.collate_fn(),
                   device=device, optimizer_model=method.optimized_module(),
@@ -134,7 +130,8 @@ def run_downstream(spec: JobSpec) -> tuple[list[dict], int]:
     ctx = TaskContext(job_dir=spec.job_dir, params=cfg["params"], encoder_cfg=encoder_config(cfg["model"]),
                       encoder_path=encoder_path, dataset=cfg["dataset"], seed=cfg["seed"],
                       device=device_for(spec.device), scale=spec.scale)
-    return task.run(ctx), 0
+    rows = task.run(ctx)
+    return rows, ctx.updates
 
 
 def _curves(spec: JobSpec, main: bool):

@@ -6,6 +6,10 @@ import difflib
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
+# a downstream task's ``pool`` param: "method" = as the upstream method declares (resolved by `plan` into the
+# job's params, so into its identity)
+POOL_FROM_METHOD = "method"
+
 T = TypeVar("T")
 
 

@@ -182,15 +182,14 @@ def _check_name(kind: str, name: str, known: list[str], path: str, key: str, pla
 
 def check_names(study: Study, raw: StudyFile) -> None:
     from harness.data import DATASETS
-    from harness.methods import METHODS
-    from harness.models.vit import ENCODERS
-    from harness.tasks import TASKS
+    from harness.declarations import methods, tasks
+    from harness.models.encoders import ENCODERS
 
     s, path, name = study.scale, study.source, study.scale_name
     if isinstance(s.model, str):
         _check_name("model", s.model, list(ENCODERS), path, _origin(raw, name, ("model",)))
     for i, m in enumerate(s.pretrain.methods):
-        _check_name("method", m, METHODS.names(), path, _origin(raw, name, ("pretrain", "methods", i)), PAPER_METHODS)
+        _check_name("method", m, methods().names(), path, _origin(raw, name, ("pretrain", "methods", i)), PAPER_METHODS)
     for m in s.pretrain.method_params:
         if m not in s.pretrain.methods:
             raise ConfigError(path, _origin(raw, name, ("pretrain", "method_params", m)),
@@ -202,7 +201,7 @@ def check_names(study: Study, raw: StudyFile) -> None:
         _check_name("dataset", s.pretrain.updates_reference, DATASETS.names(), path,
                     _origin(raw, name, ("pretrain", "updates_reference")))
     for i, ds in enumerate(s.downstream):
-        _check_name("task", ds.task, TASKS.names(), path, _origin(raw, name, ("downstream", i, "task")))
+        _check_name("task", ds.task, tasks().names(), path, _origin(raw, name, ("downstream", i, "task")))
         _check_name("dataset", ds.dataset, DATASETS.names(), path, _origin(raw, name, ("downstream", i, "dataset")))
 
 

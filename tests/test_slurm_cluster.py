@@ -244,3 +244,26 @@ def test_two_process_gloo_job(tmp_path):
     assert per_rank[0]["metrics"] == per_rank[1]["metrics"]
     assert per_rank[0]["metrics"] == R.read_json(root / "ddp-slurm" / down.id / R.METRICS)["metrics"]
     print(f"\n[timing] 2-task gloo study {time.time() - t0:.1f} s")
+
+
+def test_sacct_chunks_read_every_state_of_many_arrays(tmp_path, monkeypatch):
+    """With a tiny chunk size every array id goes in its own sacct call, and every task's state still comes back."""
+    from harness.launch import state as state_mod
+
+    arrays = []
+    for _ in range(5):
+        out = subprocess.run(["sbatch", "--parsable", "--array=0-2", "-o", "/dev/null", "-t", "1", "--wrap", "true"],
+                             capture_output=True, text=True, timeout=30, check=True)
+        arrays.append(out.stdout.strip().split(";")[0])
+    tasks = [f"{a}_{i}" for a in arrays for i in range(3)]
+    calls = []
+    real = state_mod._run_slurm
+    monkeypatch.setattr(state_mod, "_run_slurm", lambda cmd: calls.append(cmd) or real(cmd))
+    end = time.time() + 60
+    while True:
+        states = sacct_states(tasks, max_chars=max(len(a) for a in arrays))
+        if set(tasks) <= set(states) or time.time() > end:
+            break
+        time.sleep(1)
+    assert set(tasks) <= set(states), (tasks, states)
+    assert all(len(c[-1].split(",")) == 1 for c in calls)  # one array per call

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import results as R
 from harness.errors import HarnessError
-from harness.job import JobSpec
 from harness.launch.state import JobStatus, job_statuses
-from harness.plan import Job, Plan
+from harness.plan import Job, Plan, save_plan
+
+if TYPE_CHECKING:  # harness.job imports torch; status and collect import this package
+    from harness.job import JobSpec
 from harness.results import JobState
 
 EXECUTORS = ("debug", "local", "slurm")
@@ -39,6 +41,8 @@ def study_dir_for(plan: Plan, results_root: Path) -> Path:
 
 
 def job_spec(job: Job, plan: Plan, study_dir: Path) -> JobSpec:
+    from harness.job import JobSpec
+
     return JobSpec(job_id=job.id, stage=job.stage, config=job.config, coords=job.coords, study=plan.study.name,
                    scale=plan.study.scale_name, study_dir=str(study_dir), upstream=job.upstream,
                    device=plan.study.scale.device, datasets=plan.study.datasets,
@@ -84,6 +88,8 @@ def launch(plan: Plan, executor: str = "local", results_root: Path | None = None
     report.submitted = [s.job_id for s in specs]
     if dry_run and executor != "slurm":
         return report
+    if not dry_run:  # status, collect and report read the launched plan instead of re-planning
+        save_plan(plan, study_dir)
     for s in specs if not dry_run else []:  # a dry run writes nothing
         s.job_dir.mkdir(parents=True, exist_ok=True)
         (s.job_dir / R.FAILED).unlink(missing_ok=True)

@@ -1,6 +1,6 @@
-"""Job states: from the results folder, plus liveness of local processes and one batched ``sacct`` call for
-jobs submitted to SLURM (never one call per job); one ``squeue`` call double-checks jobs that sacct says
-ended without a result."""
+"""Job states: from the results folder, plus liveness of local processes and batched ``sacct`` calls for jobs
+submitted to SLURM (one per ``SACCT_ARG_CHARS`` of ids, never one per job); one ``squeue`` call double-checks
+jobs that sacct says ended without a result. A failed query raises ``SlurmQueryError``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import results as R
+from harness.errors import HarnessError
 from harness.plan import Job
 from harness.results import JobState
 
@@ -39,8 +40,41 @@ def _array_task_ids(job_id: str) -> list[str]:
     return ids
 
 
-def sacct_states(slurm_ids: list[str]) -> dict[str, tuple[str, str]]:
-    """``{slurm_id: (state, reason)}`` from ONE ``sacct`` call; empty when sacct is unavailable.
+# ids per sacct call: their comma-joined list stays well under Linux's 128 KiB cap on one argument
+SACCT_ARG_CHARS = 64_000
+
+
+class SlurmQueryError(HarnessError):
+    """sacct or squeue failed: the states of SLURM jobs are unknown (never read as "no state")."""
+
+
+def _run_slurm(cmd: list[str]) -> str:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise SlurmQueryError(f"{cmd[0]} failed ({e}); the SLURM jobs' states are unknown") from None
+    if out.returncode != 0:
+        raise SlurmQueryError(f"{cmd[0]} failed (exit {out.returncode}: {out.stderr.strip()[:500]}); "
+                              "the SLURM jobs' states are unknown")
+    return out.stdout
+
+
+def id_chunks(ids: list[str], max_chars: int) -> list[list[str]]:
+    """``ids`` in groups whose comma-joined length is at most ``max_chars`` (one id per group at least)."""
+    chunks: list[list[str]] = [[]]
+    length = 0
+    for i in ids:
+        if chunks[-1] and length + 1 + len(i) > max_chars:
+            chunks.append([])
+            length = 0
+        length += len(i) + (1 if chunks[-1] else 0)
+        chunks[-1].append(i)
+    return chunks if chunks[0] else []
+
+
+def sacct_states(slurm_ids: list[str], max_chars: int | None = None) -> dict[str, tuple[str, str]]:
+    """``{slurm_id: (state, reason)}`` from batched ``sacct`` calls (one per ``SACCT_ARG_CHARS`` of ids, never
+    one per job); empty when sacct is not installed; ``SlurmQueryError`` when a call fails.
 
     Array tasks (``12_3``) are queried through their array's id (``12``): sacct does not find a task by its
     own id while the array still holds it as a bracketed, never-started row. The state keeps sacct's wording
@@ -50,20 +84,15 @@ def sacct_states(slurm_ids: list[str]) -> dict[str, tuple[str, str]]:
     if not slurm_ids or shutil.which("sacct") is None:
         return {}
     queried = sorted({sid.split("_")[0] for sid in slurm_ids})
-    cmd = ["sacct", "-X", "-n", "-P", "-o", "JobID,State,Reason", "-j", ",".join(queried)]
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return {}
-    if out.returncode != 0:
-        return {}
     states: dict[str, tuple[str, str]] = {}
-    for line in out.stdout.splitlines():
-        parts = line.split("|")
-        if len(parts) < 2 or not parts[0]:
-            continue
-        for task_id in _array_task_ids(parts[0]):
-            states[task_id] = (parts[1].strip(), parts[2].strip() if len(parts) > 2 else "")
+    for chunk in id_chunks(queried, max_chars or SACCT_ARG_CHARS):
+        stdout = _run_slurm(["sacct", "-X", "-n", "-P", "-o", "JobID,State,Reason", "-j", ",".join(chunk)])
+        for line in stdout.splitlines():
+            parts = line.split("|")
+            if len(parts) < 2 or not parts[0]:
+                continue
+            for task_id in _array_task_ids(parts[0]):
+                states[task_id] = (parts[1].strip(), parts[2].strip() if len(parts) > 2 else "")
     return states
 
 
@@ -73,15 +102,8 @@ def queued_states() -> dict[str, str]:
 
     if shutil.which("squeue") is None:
         return {}
-    try:
-        out = subprocess.run(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i|%T"], capture_output=True,
-                             text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return {}
-    if out.returncode != 0:
-        return {}
     states: dict[str, str] = {}
-    for line in out.stdout.splitlines():
+    for line in _run_slurm(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i|%T"]).splitlines():
         job_id, _, state = line.partition("|")
         for task_id in _array_task_ids(job_id.strip()):
             states[task_id] = state.strip()
@@ -97,6 +119,7 @@ def _is_dependency_kill(state: str, reason: str) -> bool:
 def job_statuses(jobs: list[Job], study_dir: Path, query_slurm: bool = True) -> dict[str, JobStatus]:
     statuses: dict[str, JobStatus] = {}
     in_slurm: dict[str, str] = {}
+    submitted: dict[str, dict] = {}  # submitted.json of the jobs in SLURM, read once
     failed_in_slurm: dict[str, str] = {}
     for job in jobs:
         d = study_dir / job.id
@@ -114,6 +137,7 @@ def job_statuses(jobs: list[Job], study_dir: Path, query_slurm: bool = True) -> 
         sub = R.read_json(d / R.SUBMITTED) or {}
         if sub.get("executor") == "slurm" and sub.get("slurm_id"):
             in_slurm[job.id] = sub["slurm_id"]
+            submitted[job.id] = sub
             statuses[job.id] = JobStatus(JobState.RUNNING, "submitted")
         elif sub.get("pid") and R.pid_alive(int(sub["pid"])):
             statuses[job.id] = JobStatus(JobState.RUNNING, f"pid {sub['pid']}")
@@ -121,18 +145,18 @@ def job_statuses(jobs: list[Job], study_dir: Path, query_slurm: bool = True) -> 
             statuses[job.id] = JobStatus(JobState.PENDING, "interrupted")
     if in_slurm and query_slurm:
         states = sacct_states(list(in_slurm.values()))
+        upstream_of = {j.id: j.upstream for j in jobs}
         for job_id, slurm_id in in_slurm.items():
             if slurm_id not in states:
                 continue
             full_state, reason = states[slurm_id]
             st = full_state.split()[0] if full_state else "UNKNOWN"
-            sub = R.read_json(study_dir / job_id / R.SUBMITTED) or {}
-            log = sub.get("stderr")
+            log = submitted[job_id].get("stderr")
             if st in SLURM_ACTIVE:  # queued counts as running: it must not be submitted again
                 why = f" ({reason})" if st == "PENDING" and reason not in ("", "None") else ""
                 statuses[job_id] = JobStatus(JobState.RUNNING, f"slurm {slurm_id} {st}{why}")
             elif _is_dependency_kill(full_state, reason):
-                upstream = next((j.upstream for j in jobs if j.id == job_id), None)
+                upstream = upstream_of[job_id]
                 up_log = statuses[upstream].log if upstream in statuses else None
                 statuses[job_id] = JobStatus(JobState.DEPENDENCY_FAILED,
                                              f"slurm {slurm_id} cancelled: dependency {upstream} failed", up_log or log)

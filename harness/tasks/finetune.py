@@ -6,11 +6,13 @@ drop path, RandAugment + random erasing (timm's ``create_transform``), mixup/cut
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 from timm.loss import SoftTargetCrossEntropy
 
-from harness.engine import TrainConfig, train, updates_per_epoch
+from harness.engine import train
 from harness.models.vit import EncoderConfig, build_encoder, load_encoder_weights, timm_global_pool
 from harness.tasks._classification import labelled_split, task_pooling, topk_accuracy
 from harness.tasks.base import POOL_FROM_METHOD, DownstreamTask, TaskContext, metric, register_task
@@ -67,12 +69,8 @@ class FineTune(DownstreamTask):
                 return SoftTargetCrossEntropy()(model(images).float(), soft), {}
             return F.cross_entropy(model(images), labels, label_smoothing=p["label_smoothing"]), {}
 
-        per_epoch = updates_per_epoch(len(train_set), p["batch_size"])
         layer_decay = p["layer_decay"] if p["layer_decay"] is not None else default_layer_decay(cfg)
-        tc = TrainConfig(batch_size=p["batch_size"], total_updates=p["epochs"] * per_epoch,
-                         warmup_updates=p["warmup_epochs"] * per_epoch, lr=p["lr"], min_lr=p["min_lr"],
-                         weight_decay=p["weight_decay"], clip_grad=p["clip_grad"], layer_decay=layer_decay,
-                         num_layers=cfg.depth, seed=ctx.seed, num_workers=p.get("num_workers", 0))
+        tc = dataclasses.replace(ctx.train_config(len(train_set), num_layers=cfg.depth), layer_decay=layer_decay)
         state = train(model, step, train_set, tc, ctx.checkpoint_path, desc=f"finetune {ctx.dataset}",
                       device=ctx.device)
         acc = topk_accuracy(model, val_set, p["batch_size"], ctx.device, ks=(1, min(5, num_classes)))

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from harness.engine import TrainConfig, train, updates_per_epoch
+from harness.engine import train
 from harness.tasks._classification import frozen_features, topk_correct, topk_ks, topk_metrics
 from harness.tasks.base import POOL_FROM_METHOD, DownstreamTask, TaskContext, metric, register_task
 
@@ -68,10 +68,7 @@ def train_linear_head(features: torch.Tensor, labels: torch.Tensor, num_classes:
         mean, std = torch.zeros(features.shape[1]), torch.ones(features.shape[1])
     head = LinearHead(mean, std, num_classes).to(ctx.device)
     data = TensorDataset(features, labels)
-    per_epoch = updates_per_epoch(len(data), p["batch_size"])
-    tc = TrainConfig(batch_size=p["batch_size"], total_updates=p["epochs"] * per_epoch,
-                     warmup_updates=p["warmup_epochs"] * per_epoch, lr=p["lr"], min_lr=p["min_lr"],
-                     weight_decay=p["weight_decay"], seed=ctx.seed)
+    tc = ctx.train_config(len(data))
 
     def step(batch):
         x, y = batch
