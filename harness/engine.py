@@ -23,9 +23,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from harness import distributed
+from harness import checkpoint, distributed
 from harness.optim import build_optimizer, cosine_lr, set_lr
-from harness.results import atomic_torch_save
 
 log = logging.getLogger("harness.engine")
 
@@ -64,21 +63,6 @@ def device_for(preference: str = "auto") -> torch.device:
     if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
         return torch.device("cuda")
     return torch.device("cpu")
-
-
-def _rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def epoch_loader(dataset: Dataset, cfg: TrainConfig, epoch: int, collate_fn: Callable | None = None) -> DataLoader:
@@ -140,19 +124,18 @@ def train(
     device = device or next(model.parameters()).device
     optimizer = build_optimizer(optimizer_model or model, cfg.lr, cfg.weight_decay, cfg.betas, cfg.layer_decay, cfg.num_layers)
     state = TrainState()
-    if checkpoint_path.exists():
-        ckpt = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+    if (ckpt := checkpoint.load(checkpoint_path)) is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         state = TrainState(ckpt["step"], ckpt["epoch"], ckpt["history"])
-        _set_rng_state(ckpt["rng"])
+        checkpoint.set_rng_state(ckpt["rng"])
         log.info("resumed from %s at update %d (epoch %d)", checkpoint_path, state.step, state.epoch)
     else:
         seed_everything(cfg.seed)
 
     def save() -> None:
-        atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": state.step,
-                           "epoch": state.epoch, "history": state.history, "rng": _rng_state()}, checkpoint_path)
+        checkpoint.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": state.step,
+                         "epoch": state.epoch, "history": state.history, "rng": checkpoint.rng_state()}, checkpoint_path)
 
     use_amp = device.type == "cuda"
     if distributed.active():
