@@ -38,9 +38,30 @@ def _load(args):
 
 def _seeds(text: str | None) -> int | list[int] | None:
     """``--seeds 3`` -> seeds 0, 1, 2; ``--seeds 0,4`` -> seeds 0 and 4."""
-    if not text:
-        return None
-    return [int(x) for x in text.split(",")] if "," in text else int(text)
+    from harness.spec import parse_seeds
+
+    return parse_seeds(text)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
+# options that only one executor reads: naming them with another executor is an error, not silently ignored
+EXECUTOR_OPTIONS = {"max_parallel": ("--max-parallel", "local"), "threads": ("--threads", "local")}
+
+
+def _check_executor_options(args) -> None:
+    for dest, (flag, executor) in EXECUTOR_OPTIONS.items():
+        if getattr(args, dest) is not None and args.executor != executor:
+            raise HarnessError(f"{flag} applies to the {executor} executor only; the {args.executor} executor "
+                               f"would ignore it")
 
 
 def cmd_plan(args) -> int:
@@ -80,10 +101,11 @@ def cmd_run(args) -> int:
     from harness.collect import collect
     from harness.launch import launch, study_dir_for
 
+    _check_executor_options(args)
     plan = _load(args)
     root = _results_root(args)
     report = launch(plan, executor=args.executor, results_root=root, retry_failed=args.retry_failed,
-                    dry_run=args.dry_run, max_parallel=args.max_parallel, threads_per_job=args.threads,
+                    dry_run=args.dry_run, max_parallel=args.max_parallel or 2, threads_per_job=args.threads or 1,
                     profile=args.cluster)
     print(f"{len(report.skipped_done)} done already, {len(report.skipped_running)} running, "
           f"{len(report.skipped_failed)} failed before (use --retry-failed to re-run), "
@@ -159,16 +181,14 @@ def cmd_collect(args) -> int:
 
 
 def cmd_report(args) -> int:
-    import yaml
-
     from analysis.report import write_report
     from harness.collect import load_collected
-    from harness.spec import find_study_file
+    from harness.spec import study_name
 
     if args.recollect:
         frame, study_dir = _collect_study(args)
     else:
-        study_dir = _results_root(args) / yaml.safe_load(find_study_file(args.study).read_text())["name"]
+        study_dir = _results_root(args) / study_name(args.study)
         frame = load_collected(study_dir)
     what = tuple(args.only) if args.only else None  # None: tables, figures, claims and the HTML page
     if frame.empty:
@@ -206,7 +226,13 @@ def cmd_tasks(args) -> int:
 def cmd_job(args) -> int:
     from harness.job import JobSpec, run_job
 
-    spec = JobSpec(**json.loads(Path(args.spec).read_text()))
+    path = Path(args.spec)
+    try:
+        spec = JobSpec(**json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise HarnessError(f"job spec not found: {path}") from None
+    except (OSError, ValueError, TypeError) as e:  # unreadable, not JSON, or not a job spec's keys
+        raise HarnessError(f"{path}: not a job spec ({e})") from None
     run_job(spec)
     return 0
 
@@ -228,8 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--executor", default="local", choices=["debug", "local", "slurm"])
     r.add_argument("--retry-failed", action="store_true", help="re-submit jobs that failed before")
     r.add_argument("--dry-run", action="store_true", help="print what would be submitted, submit nothing")
-    r.add_argument("--max-parallel", type=int, default=2, help="local executor: jobs at a time")
-    r.add_argument("--threads", type=int, default=1, help="local executor: torch threads per job")
+    r.add_argument("--max-parallel", type=_positive_int, default=None, help="local executor: jobs at a time (2)")
+    r.add_argument("--threads", type=_positive_int, default=None, help="local executor: torch threads per job (1)")
     r.add_argument("--cluster", default=None, help="cluster profile name or YAML path (default $HARNESS_CLUSTER or ci)")
     r.set_defaults(fn=cmd_run)
     st = study_cmd("status", "state of every job, by study cell and stage (one batched sacct call)")

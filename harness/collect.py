@@ -1,16 +1,18 @@
 """Collect: every complete job folder of a study -> one tidy pandas table (one row per metric).
 
 Only ``metrics.json`` is read (written last and atomically), so a running or crashed job never contributes a
-partial row. Saved as ``results/<study>/collected.csv`` and ``collected.parquet``.
+partial row; one that does not match its schema is skipped with a warning naming it. Saved as ``results/<study>/collected.csv`` and ``collected.parquet``.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pandas as pd
 
 from harness import results as R
+from harness.errors import CorruptResultError
 
 COORDS = ["method", "pretrain_dataset", "fraction", "epochs", "seed", "task", "task_dataset"]
 COLUMNS = ["study", "scale", "stage", "job_id", "upstream", *COORDS, "metric", "split", "value", "updates",
@@ -24,7 +26,11 @@ def collect_frame(study_dir: Path, only: set[str] | None = None) -> pd.DataFrame
     for job_dir in R.iter_job_dirs(study_dir):
         if only is not None and job_dir.name not in only:
             continue
-        doc = R.read_json(job_dir / R.METRICS)
+        try:
+            doc = R.read_metrics(job_dir)
+        except CorruptResultError as e:  # reported, never silently dropped nor half-read
+            print(f"warning: skipping {e} (re-run the job with --retry-failed)", file=sys.stderr)
+            continue
         if doc is None:
             continue
         base = {k: doc.get(k) for k in ["study", "scale", "stage", "job_id", "upstream", *COORDS, "updates", "wall_time_s"]}

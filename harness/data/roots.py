@@ -56,6 +56,8 @@ def require_root(name: str, expected: str) -> Path:
             f"data-roots file ($HARNESS_DATA_ROOTS, ./data_roots.yaml or ~/.config/harness/data_roots.yaml); "
             f"expected layout: {expected}"
         )
+    if root.exists() and not root.is_dir():
+        raise DataRootError(f"dataset {name!r}: root {root} is a file, not a folder (expected layout: {expected})")
     if not root.is_dir():
         raise DataRootError(f"dataset {name!r}: root {root} does not exist (expected layout: {expected})")
     return root
