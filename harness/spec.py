@@ -263,7 +263,7 @@ def _read_study_file(path: Path) -> tuple[dict, StudyFile]:
     except ValidationError as e:
         err = e.errors()[0]
         found, value = _lookup(data, err["loc"])
-        raise ConfigError(str(path), _key_path(err["loc"]), err["msg"], value if found else None) from None
+        raise ConfigError(str(path), _key_path(err["loc"]), err["msg"].removeprefix("Value error, "), value if found else None) from None
 
 
 def study_name(study: str | Path) -> str:
@@ -290,7 +290,7 @@ def load_study(study: str | Path, scale: str | None = None, seeds: int | list[in
         err = e.errors()[0]
         found, value = _lookup(merged, err["loc"])
         key = _origin(raw, scale, err["loc"]) if err["loc"] else f"scales.{scale}"
-        raise ConfigError(str(path), key, err["msg"], value if found else None) from None
+        raise ConfigError(str(path), key, err["msg"].removeprefix("Value error, "), value if found else None) from None
     study_obj = Study(name=raw.name, description=raw.description, scale_name=scale, scale=scale_model, source=str(path))
     check_names(study_obj, raw)
     return study_obj
