@@ -106,11 +106,9 @@ class MetricRow(BaseModel):
 
 
 class MetricsDoc(BaseModel):
-    """The schema of ``metrics.json``; coordinates and timings are optional extras."""
+    """The schema of ``metrics.json``: its metric rows; identity, coordinates and timings are extras."""
 
     model_config = ConfigDict(extra="allow")
-    job_id: str
-    stage: str
     metrics: list[MetricRow]
 
 
