@@ -133,6 +133,16 @@ def test_live_trainer_of_a_failed_job_is_running_and_not_retried(micro):
     assert job_statuses(plan.jobs, study_dir)[pre.id].state == JobState.FAILED
 
 
+def test_trainer_record_of_another_host_is_left_to_the_scheduler(micro):
+    plan, study_dir = micro
+    pre = plan.pretrain[0]
+    d = study_dir / pre.id
+    _submitted(d, pid=1)
+    R.atomic_write_json(d / R.FAILED, {"error": "slurm 12 TIMEOUT"})
+    R.atomic_write_json(d / R.WORKER, {"pid": 1, "start": 1, "host": "gpu-node-7"})  # killed, never cleaned up
+    assert job_statuses(plan.jobs, study_dir)[pre.id].state == JobState.FAILED
+
+
 def test_a_second_trainer_on_one_folder_is_refused(micro):
     from filelock import FileLock
 

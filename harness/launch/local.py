@@ -83,7 +83,7 @@ def stop_orphaned_trainer(job_dir: Path, grace_s: float = 10.0) -> int | None:
     """A job process that died (killed, OOM) can leave its trainer running: stop it, so that a retry never
     trains the same folder twice. Returns the pid it stopped."""
     worker = trainer_alive(job_dir)
-    if worker is None or worker.get("host") != R.process_identity()["host"]:
+    if worker is None:
         return None
     pid = int(worker["pid"])
     for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):

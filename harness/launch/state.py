@@ -49,8 +49,11 @@ def signature(job_dir: Path) -> str:
 
 
 def trainer_alive(job_dir: Path) -> dict | None:
-    """The identity of the live process training this job, or None (see ``harness.job``'s run lock)."""
+    """The identity of the live process training this job on this host, or None (see ``harness.job``'s run
+    lock). A trainer on another host (a SLURM node) is not checked here: the scheduler's state decides."""
     worker = R.read_json(job_dir / R.WORKER)
+    if not worker or worker.get("host") != R.process_identity()["host"]:
+        return None
     return worker if R.identity_alive(worker) else None
 
 
