@@ -39,9 +39,30 @@ def _load(args):
 
 def _seeds(text: str | None) -> int | list[int] | None:
     """``--seeds 3`` -> seeds 0, 1, 2; ``--seeds 0,4`` -> seeds 0 and 4."""
-    if not text:
-        return None
-    return [int(x) for x in text.split(",")] if "," in text else int(text)
+    from harness.spec import parse_seeds
+
+    return parse_seeds(text)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
+# options that only one executor reads: naming them with another executor is an error, not silently ignored
+EXECUTOR_OPTIONS = {"max_parallel": ("--max-parallel", "local"), "threads": ("--threads", "local")}
+
+
+def _check_executor_options(args) -> None:
+    for dest, (flag, executor) in EXECUTOR_OPTIONS.items():
+        if getattr(args, dest) is not None and args.executor != executor:
+            raise HarnessError(f"{flag} applies to the {executor} executor only; the {args.executor} executor "
+                               f"would ignore it")
 
 
 def _relative_cost(job) -> float:
@@ -117,10 +138,11 @@ def cmd_run(args) -> int:
     from harness.collect import collect
     from harness.launch import launch, study_dir_for
 
+    _check_executor_options(args)
     plan = _load(args)
     root = _results_root(args)
     report = launch(plan, executor=args.executor, results_root=root, retry_failed=args.retry_failed,
-                    dry_run=args.dry_run, max_parallel=args.max_parallel, threads_per_job=args.threads,
+                    dry_run=args.dry_run, max_parallel=args.max_parallel or 2, threads_per_job=args.threads or 1,
                     profile=args.cluster)
     print(f"{len(report.skipped_done)} done already, {len(report.skipped_running)} running, "
           f"{len(report.skipped_failed)} failed before (use --retry-failed to re-run), "
@@ -150,20 +172,10 @@ def _last_line(text: str) -> str:
 
 
 def _study_header(args) -> tuple[str, str]:
-    """(name, default scale) of the study file, read without validating it (which needs the registries)."""
-    import yaml
+    """(name, default scale) of the study file, read without validating its scales (which needs the registries)."""
+    from harness.spec import study_header
 
-    from harness.spec import find_study_file
-
-    try:
-        data = yaml.safe_load(find_study_file(args.study).read_text())
-    except yaml.YAMLError:
-        data = None
-    if not isinstance(data, dict) or not isinstance(data.get("name"), str):  # the full validation names the problem
-        from harness.spec import load_study
-
-        load_study(args.study, args.scale)
-    return data["name"], data.get("default_scale", "tiny")
+    return study_header(args.study)
 
 
 def _planned_jobs(args, study_dir: Path | None = None):
@@ -260,11 +272,9 @@ def cmd_report(args) -> int:
 
 def _study_dir(args) -> Path:
     """The study's results folder, from the study file's name alone (no plan, no data needed)."""
-    import yaml
+    from harness.spec import study_name
 
-    from harness.spec import find_study_file
-
-    return _results_root(args) / yaml.safe_load(find_study_file(args.study).read_text())["name"]
+    return _results_root(args) / study_name(args.study)
 
 
 def cmd_logs(args) -> int:
@@ -332,7 +342,13 @@ def cmd_tasks(args) -> int:
 def cmd_job(args) -> int:
     from harness.job import JobSpec, run_job
 
-    spec = JobSpec(**json.loads(Path(args.spec).read_text()))
+    path = Path(args.spec)
+    try:
+        spec = JobSpec(**json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise HarnessError(f"job spec not found: {path}") from None
+    except (OSError, ValueError, TypeError) as e:  # unreadable, not JSON, or not a job spec's keys
+        raise HarnessError(f"{path}: not a job spec ({e})") from None
     run_job(spec)
     return 0
 
@@ -393,8 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="debug: one job after another in this process; local: subprocesses; slurm: sbatch")
     r.add_argument("--retry-failed", action="store_true", help="re-submit jobs that failed before")
     r.add_argument("--dry-run", action="store_true", help="print what would be submitted, submit nothing")
-    r.add_argument("--max-parallel", type=int, default=2, help="local executor: jobs at a time")
-    r.add_argument("--threads", type=int, default=1, help="local executor: torch threads per job")
+    r.add_argument("--max-parallel", type=_positive_int, default=None, help="local executor: jobs at a time (2)")
+    r.add_argument("--threads", type=_positive_int, default=None, help="local executor: torch threads per job (1)")
     r.add_argument("--cluster", default=None, help="cluster profile name or YAML path (default $HARNESS_CLUSTER or ci)")
     r.set_defaults(fn=cmd_run)
     st = study_cmd("status", "state of every job, by study cell and stage (reads the launched plan.json)")

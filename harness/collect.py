@@ -1,30 +1,23 @@
 """Collect: every complete job folder of a study -> one tidy pandas table (one row per metric).
 
 Only ``metrics.json`` is read (written last and atomically), so a running or crashed job never contributes a
-partial row. Saved as ``results/<study>/collected.csv`` and ``collected.parquet``.
+partial row; one that does not match its schema is skipped with a warning naming it. Saved as ``results/<study>/collected.csv`` and ``collected.parquet``.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import sys
 from pathlib import Path
 
 import pandas as pd
 
 from harness import results as R
+from harness.errors import CorruptResultError
 
 COORDS = ["method", "pretrain_dataset", "fraction", "epochs", "seed", "task", "task_dataset"]
 COLUMNS = ["study", "scale", "stage", "job_id", "upstream", *COORDS, "metric", "split", "value", "updates",
            "wall_time_s"]
-
-
-def _read_json(path: str) -> dict | None:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
 
 
 def _job_names(study_dir: Path, only: set[str] | None) -> list[str]:
@@ -39,9 +32,12 @@ def collect_frame(study_dir: Path, only: set[str] | None = None) -> pd.DataFrame
     """Rows of every complete job, or of the jobs in ``only`` (the current plan: folders of jobs that a changed
     study no longer has stay on disk, and must not mix into its tables)."""
     rows = []
-    folder = str(study_dir)
     for name in _job_names(study_dir, only):
-        doc = _read_json(os.path.join(folder, name, R.METRICS))  # plain strings: pathlib costs more than the read
+        try:
+            doc = R.read_metrics(study_dir / name)
+        except CorruptResultError as e:  # reported, never silently dropped nor half-read
+            print(f"warning: skipping {e} (re-run the job with --retry-failed)", file=sys.stderr)
+            continue
         if doc is None:
             continue
         base = {k: doc.get(k) for k in ["study", "scale", "stage", "job_id", "upstream", *COORDS, "updates", "wall_time_s"]}

@@ -45,6 +45,39 @@ class UpstreamNotDone(RuntimeError):
     pass
 
 
+class AlreadyRunning(RuntimeError):
+    """Another live process trains this job's folder."""
+
+
+RUN_LOCK_TIMEOUT_S = 120  # a lock of a process on a node that died lingers on NFS until its lease expires
+
+
+def _hold_run_lock(spec: JobSpec):
+    """Hold the job folder's run lock for the whole run and say who holds it (``worker.json``). The lock goes
+    with the process, however it ends, so two trainers never share a folder."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(spec.job_dir / R.RUN_LOCK, timeout=RUN_LOCK_TIMEOUT_S)
+    try:
+        lock.acquire()
+    except Timeout:
+        holder = R.read_json(spec.job_dir / R.WORKER) or {}
+        raise AlreadyRunning(f"job {spec.job_id} is already being trained by pid {holder.get('pid')} on "
+                             f"{holder.get('host')}") from None
+    R.atomic_write_json(spec.job_dir / R.WORKER, R.process_identity())
+    return lock
+
+
+def _existing_metrics(job_dir: Path) -> dict[str, Any] | None:
+    from harness.errors import CorruptResultError
+
+    try:
+        return R.read_metrics(job_dir)
+    except CorruptResultError as e:
+        log.warning("%s; running the job again", e)
+        return None
+
+
 def _attach_log(job_dir: Path) -> logging.Handler:
     from harness.joblog import JsonFormatter
 
@@ -156,17 +189,18 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
         from harness.data.declare import declare_portable
 
         declare_portable(spec.datasets)
-    if (existing := R.read_json(job_dir / R.METRICS)) is not None:
+    if (existing := _existing_metrics(job_dir)) is not None:
         return existing
     distributed.init_from_environment(device_for(spec.device))
     main = distributed.is_main()
-    if main:
-        (job_dir / R.FAILED).unlink(missing_ok=True)
-        R.atomic_write_json(job_dir / R.SPEC, asdict(spec))
-        R.atomic_write_json(job_dir / R.ENV, {**environment(), "world_size": distributed.world_size()})
+    run_lock = _hold_run_lock(spec) if main else None
     handler = _attach_log(job_dir) if main else logging.NullHandler()
     start = time.time()
     try:
+        if main:
+            (job_dir / R.FAILED).unlink(missing_ok=True)
+            R.atomic_write_json(job_dir / R.SPEC, asdict(spec))
+            R.atomic_write_json(job_dir / R.ENV, {**environment(), "world_size": distributed.world_size()})
         _configure_threads()
         log.info("job %s starts (%s)", spec.job_id, spec.stage)
         with _curves(spec, main) as curves:
@@ -190,6 +224,9 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
     finally:
         logging.getLogger("harness").removeHandler(handler)
         handler.close()
+        if run_lock is not None:
+            (job_dir / R.WORKER).unlink(missing_ok=True)
+            run_lock.release()
 
 
 class JobRunner:

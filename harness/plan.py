@@ -136,7 +136,7 @@ def pretrain_jobs(study: Study) -> list[Job]:
         overrides = grid.method_params.get(method, {})
         try:
             params = cls.resolved_params(study.scale_name, overrides) if cls else dict(overrides)
-        except KeyError as e:
+        except (KeyError, ValueError) as e:
             raise ConfigError(study.source, f"pretrain.method_params.{method}", str(e.args[0])) from None
         unavailable = "" if cls else f"method {method!r} is not implemented in this version of the harness"
         uses_data = cls.uses_data if cls else True
@@ -195,7 +195,7 @@ def downstream_jobs(study: Study, upstream: list[Job]) -> list[Job]:
             cls = tasks().get(entry.task)
             try:
                 params = cls.resolved_params(study.scale_name, entry.params)
-            except KeyError as e:
+            except (KeyError, ValueError) as e:
                 raise ConfigError(study.source, f"downstream[{i}].params", str(e.args[0])) from None
             if params.get("pool") == POOL_FROM_METHOD and (method_cls := _method_class(pre.coords["method"])):
                 params = {**params, "pool": method_cls.pooling}  # how the upstream method's encoder is read

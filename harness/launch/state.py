@@ -1,16 +1,27 @@
 """Job states: from the results folder, plus liveness of local processes and batched ``sacct`` calls for jobs
 submitted to SLURM (one per ``SACCT_ARG_CHARS`` of ids, never one per job); one ``squeue`` call double-checks
-jobs that sacct says ended without a result. A failed query raises ``SlurmQueryError``."""
+jobs that sacct says ended without a result. A failed query raises ``SlurmQueryError``.
+
+Claims: before a driver runs or submits a job it claims it (``claim_jobs``): under the job folder's claim lock
+it checks that the folder is as it was when the driver read the states, then writes ``submitted.json`` with a
+fresh token and its own identity (pid, start time, host). Of two drivers on one study each job goes to exactly
+one; the other reports it as running. A process is alive only if its pid still runs with the recorded start
+time, so a pid the system gave to another process reads as interrupted.
+"""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from filelock import FileLock
+
 from harness import results as R
-from harness.errors import HarnessError
+from harness.errors import CorruptResultError, HarnessError
 from harness.plan import Job
 from harness.results import JobState
 
@@ -25,7 +36,38 @@ class JobStatus:
     state: JobState
     detail: str = ""  # e.g. the SLURM state, or the error
     log: str | None = None  # where to look when it failed
+    seen: str = ""  # the folder's claim signature when the state was read (see ``claim_jobs``)
 
+
+def signature(job_dir: Path) -> str:
+    """What a claim compares: whether the job finished, and its ``submitted.json`` as written."""
+    try:
+        submitted = (job_dir / R.SUBMITTED).read_text()
+    except OSError:
+        submitted = ""
+    return f"{(job_dir / R.METRICS).exists()}|{submitted}"
+
+
+def trainer_alive(job_dir: Path) -> dict | None:
+    """The identity of the live process training this job on this host, or None (see ``harness.job``'s run
+    lock). A trainer on another host (a SLURM node) is not checked here: the scheduler's state decides."""
+    worker = R.read_json(job_dir / R.WORKER)
+    if not worker or worker.get("host") != R.process_identity()["host"]:
+        return None
+    return worker if R.identity_alive(worker) else None
+
+
+def claim_alive(job_dir: Path) -> str:
+    """Why a local or debug job submitted to this folder is still in hand ("" when nobody holds it): its
+    trainer, its job process or the driver that claimed it still runs."""
+    if worker := trainer_alive(job_dir):
+        return f"pid {worker['pid']} on {worker['host']}"
+    sub = R.read_json(job_dir / R.SUBMITTED) or {}
+    if R.identity_alive(sub.get("process")):
+        return f"pid {sub['process']['pid']}"
+    if not sub.get("released") and R.identity_alive(sub.get("driver")):
+        return f"queued by driver pid {sub['driver']['pid']}"
+    return ""
 
 def _array_task_ids(job_id: str) -> list[str]:
     """``"12_[0-3,7%2]"`` -> ``["12_0", ..., "12_3", "12_7"]``; other ids unchanged. sacct prints an array's
@@ -124,25 +166,34 @@ def job_statuses(jobs: list[Job], study_dir: Path, query_slurm: bool = True) -> 
     for job in jobs:
         d = study_dir / job.id
         state = R.local_job_state(d)
+        if state != JobState.DONE and (worker := trainer_alive(d)):  # e.g. a trainer whose job process was killed
+            statuses[job.id] = JobStatus(JobState.RUNNING, f"trainer pid {worker['pid']} on {worker['host']}",
+                                         seen=signature(d))
+            continue
+        if state == JobState.FAILED and (corrupt := _corrupt_metrics(d)):
+            statuses[job.id] = JobStatus(state, str(corrupt), corrupt.path, seen=signature(d))
+            continue
         if state in (JobState.FAILED, JobState.DEPENDENCY_FAILED):
             failed = R.read_json(d / R.FAILED) or {}
-            statuses[job.id] = JobStatus(state, failed.get("error", ""), failed.get("log") or str(d / R.LOG))
+            statuses[job.id] = JobStatus(state, failed.get("error", ""), failed.get("log") or str(d / R.LOG),
+                                         seen=signature(d))
             sub = R.read_json(d / R.SUBMITTED) or {}
             if state == JobState.FAILED and sub.get("executor") == "slurm" and sub.get("slurm_id"):
                 failed_in_slurm[job.id] = sub["slurm_id"]  # unless SLURM requeued it (checked below)
             continue
         if state != JobState.RUNNING:
-            statuses[job.id] = JobStatus(state)
+            statuses[job.id] = JobStatus(state, seen=signature(d) if state == JobState.PENDING else "")
             continue
+        seen = signature(d)
         sub = R.read_json(d / R.SUBMITTED) or {}
         if sub.get("executor") == "slurm" and sub.get("slurm_id"):
             in_slurm[job.id] = sub["slurm_id"]
             submitted[job.id] = sub
-            statuses[job.id] = JobStatus(JobState.RUNNING, "submitted")
-        elif sub.get("pid") and R.pid_alive(int(sub["pid"])):
-            statuses[job.id] = JobStatus(JobState.RUNNING, f"pid {sub['pid']}")
-        else:  # a local process that is gone without a result: it was killed; it will resume when re-run
-            statuses[job.id] = JobStatus(JobState.PENDING, "interrupted")
+            statuses[job.id] = JobStatus(JobState.RUNNING, "submitted", seen=seen)
+        elif why := claim_alive(d):
+            statuses[job.id] = JobStatus(JobState.RUNNING, why, seen=seen)
+        else:  # a process that is gone without a result (killed, or a pid now held by another process): resume
+            statuses[job.id] = JobStatus(JobState.PENDING, "interrupted", seen=seen)
     if in_slurm and query_slurm:
         states = sacct_states(list(in_slurm.values()))
         upstream_of = {j.id: j.upstream for j in jobs}
@@ -154,18 +205,20 @@ def job_statuses(jobs: list[Job], study_dir: Path, query_slurm: bool = True) -> 
             log = submitted[job_id].get("stderr")
             if st in SLURM_ACTIVE:  # queued counts as running: it must not be submitted again
                 why = f" ({reason})" if st == "PENDING" and reason not in ("", "None") else ""
-                statuses[job_id] = JobStatus(JobState.RUNNING, f"slurm {slurm_id} {st}{why}")
+                statuses[job_id] = JobStatus(JobState.RUNNING, f"slurm {slurm_id} {st}{why}",
+                                             seen=statuses[job_id].seen)
             elif _is_dependency_kill(full_state, reason):
                 upstream = upstream_of[job_id]
                 up_log = statuses[upstream].log if upstream in statuses else None
                 statuses[job_id] = JobStatus(JobState.DEPENDENCY_FAILED,
                                              f"slurm {slurm_id} cancelled: dependency {upstream} failed", up_log or log)
             elif st in SLURM_FAILED:
-                statuses[job_id] = JobStatus(JobState.FAILED, f"slurm {slurm_id} {full_state}", log)
+                statuses[job_id] = JobStatus(JobState.FAILED, f"slurm {slurm_id} {full_state}", log,
+                                             seen=statuses[job_id].seen)
             elif st == "COMPLETED":  # completed without metrics.json: re-read the folder (it may have just finished)
                 s2 = R.local_job_state(study_dir / job_id)
                 statuses[job_id] = JobStatus(s2 if s2 != JobState.RUNNING else JobState.FAILED,
-                                             f"slurm {slurm_id} {st}", log)
+                                             f"slurm {slurm_id} {st}", log, seen=statuses[job_id].seen)
     ended = {job_id: slurm_id for job_id, slurm_id in {**in_slurm, **failed_in_slurm}.items()
              if statuses[job_id].state == JobState.FAILED}
     if ended and query_slurm:
@@ -174,5 +227,54 @@ def job_statuses(jobs: list[Job], study_dir: Path, query_slurm: bool = True) -> 
         queued = queued_states()
         for job_id, slurm_id in ended.items():
             if (st := queued.get(slurm_id)) in SLURM_ACTIVE:
-                statuses[job_id] = JobStatus(JobState.RUNNING, f"slurm {slurm_id} {st} (queued again)")
+                statuses[job_id] = JobStatus(JobState.RUNNING, f"slurm {slurm_id} {st} (queued again)",
+                                             seen=statuses[job_id].seen)
     return statuses
+
+
+def _corrupt_metrics(job_dir: Path) -> CorruptResultError | None:
+    try:
+        R.read_metrics(job_dir)
+    except CorruptResultError as e:
+        return e
+    return None
+
+
+CLAIM_LOCK_TIMEOUT_S = 60
+
+
+def claim_jobs(jobs: list[Job], statuses: dict[str, JobStatus], study_dir: Path, executor: str) -> list[Job]:
+    """The jobs this driver now owns: each folder must be as ``statuses`` saw it (nobody claimed, finished or
+    re-submitted the job since), checked and overwritten under the folder's lock. Jobs lost to another driver
+    are left out. A SLURM downstream job is only claimed with its upstream job (or once that one is done or
+    queued), so its ``afterok`` dependency always has the upstream's SLURM id."""
+    me = R.process_identity()
+    won: list[Job] = []
+    for job in jobs:
+        d = study_dir / job.id
+        d.mkdir(parents=True, exist_ok=True)
+        if executor == "slurm" and job.upstream and not _upstream_claimable(job.upstream, won, study_dir):
+            continue
+        with FileLock(d / R.CLAIM_LOCK, timeout=CLAIM_LOCK_TIMEOUT_S):
+            if signature(d) != statuses[job.id].seen:
+                continue
+            (d / R.FAILED).unlink(missing_ok=True)
+            R.atomic_write_json(d / R.SUBMITTED, {"executor": executor, "claim": uuid.uuid4().hex, "driver": me,
+                                                  "claimed_at": time.time()})
+        won.append(job)
+    return won
+
+
+def release_claims(job_dirs: list[Path]) -> None:
+    """A local or debug driver that stops running its jobs releases them: a live driver no longer holds them."""
+    for d in job_dirs:
+        with FileLock(d / R.CLAIM_LOCK, timeout=CLAIM_LOCK_TIMEOUT_S):
+            if (sub := R.read_json(d / R.SUBMITTED)) and sub.get("driver", {}).get("pid") == R.process_identity()["pid"]:
+                R.atomic_write_json(d / R.SUBMITTED, {**sub, "released": True})
+
+
+def _upstream_claimable(upstream: str, won: list[Job], study_dir: Path) -> bool:
+    if any(j.id == upstream for j in won):
+        return True
+    d = study_dir / upstream
+    return R.local_job_state(d) == JobState.DONE or bool((R.read_json(d / R.SUBMITTED) or {}).get("slurm_id"))
