@@ -166,9 +166,9 @@ def cmd_run(args) -> int:
 
 
 def _last_line(text: str) -> str:
-    """The last non-empty line of an error (a traceback's exception line)."""
-    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
-    return lines[-1] if lines else ""
+    from harness.joblog import last_line
+
+    return last_line(text)
 
 
 def _study_header(args) -> tuple[str, str]:

@@ -93,5 +93,5 @@ def require_root(name: str, expected: str) -> Path:
         from harness.data.registry import DATASETS
 
         where = _where(name) if name in DATASETS and DATASETS.get(name).root else f"dataset {name!r}"
-        raise DataRootError(f"{where}: root {root} does not exist; {on_disk(root)} (expected layout: {expected})")
+        raise DataRootError(f"{where}: root {root} does not exist (expected layout: {expected}); {on_disk(root)}")
     return root
