@@ -14,7 +14,7 @@ SEED_ARGS := $(if $(SEEDS),--seeds $(SEEDS),)
 
 STUDIES := imagenet-fractions coco ade20k small-datasets small-datasets-mask75 long-schedule downstream
 STUDY_TARGETS := $(addprefix study-,$(STUDIES))
-.PHONY: venv test $(STUDY_TARGETS) tables figures report reports slurm-up slurm-down slurm-status test-slurm
+.PHONY: venv test mmseg test-frameworks $(STUDY_TARGETS) tables figures report reports slurm-up slurm-down slurm-status test-slurm
 
 $(STAMP): pyproject.toml requirements/lock.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,13 @@ $(STUDY_TARGETS): study-%: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
+
+# optional: mmengine + mmcv (ops built from source once, the wheel cached) + mmsegmentation, into the venv
+mmseg: $(STAMP)
+	bash requirements/install_mmseg.sh $(VENV)
+# exported encoders loaded into mmsegmentation itself (docs/frameworks.md); skipped where make mmseg did not run
+test-frameworks: $(STAMP)
+	$(PY) -m pytest -q -ra -m frameworks $(PYTEST_ARGS)
 
 STUDY ?= imagenet-fractions
 tables: $(STAMP)
