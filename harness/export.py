@@ -159,13 +159,13 @@ def cmd_export(args) -> int:
     crop_size = args.crop_size if args.format == "mmseg" else None
     report = export_encoder(Path(args.encoder), args.format, Path(args.out), args.prefix, crop_size)
     print(report.summary())
-    if args.format == "mmseg":
+    prefix = DEFAULT_PREFIX[args.format] if args.prefix is None else args.prefix
+    if args.format == "mmseg" and prefix in ("", "backbone."):  # init_cfg or load_from
         from harness.mmseg_config import write_upernet_config
 
         payload = torch.load(args.encoder, map_location="cpu", weights_only=True)
         config = Path(args.config) if args.config else Path(args.out).with_name(Path(args.out).stem + "_upernet.py")
-        write_upernet_config(EncoderConfig(**payload["config"]), Path(args.out), config, crop_size,
-                             DEFAULT_PREFIX["mmseg"] if args.prefix is None else args.prefix)
+        write_upernet_config(EncoderConfig(**payload["config"]), Path(args.out), config, crop_size, prefix)
         print(f"  UperNet config (BEiT's ADE20k settings): {config}")
     if args.report:
         Path(args.report).write_text(json.dumps(asdict(report), indent=1))

@@ -39,9 +39,11 @@ class BeitAde20k:
 def backbone_config(cfg: EncoderConfig, crop_size: int, recipe: BeitAde20k = BeitAde20k(),
                     init_cfg: dict | None = None) -> dict:
     """mmseg ``VisionTransformer`` arguments equal to the encoder (outputs: the UperNet blocks, no final norm)."""
+    if not float(cfg.mlp_ratio).is_integer():  # mmseg sizes the MLP as mlp_ratio * embed_dims, an int
+        raise ValueError(f"mmseg's VisionTransformer needs an integer mlp_ratio, not {cfg.mlp_ratio}")
     backbone = dict(
         type="VisionTransformer", img_size=(crop_size, crop_size), patch_size=cfg.patch_size, in_channels=3,
-        embed_dims=cfg.embed_dim, num_layers=cfg.depth, num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio,
+        embed_dims=cfg.embed_dim, num_layers=cfg.depth, num_heads=cfg.num_heads, mlp_ratio=int(cfg.mlp_ratio),
         out_indices=tuple(default_block_indices(cfg.depth)), qkv_bias=True, patch_bias=True,
         drop_rate=0.0, attn_drop_rate=0.0, drop_path_rate=recipe.drop_path, with_cls_token=True,
         final_norm=False, norm_cfg=dict(type="LN", eps=1e-6), act_cfg=dict(type="GELU"),
