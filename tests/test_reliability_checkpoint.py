@@ -81,7 +81,7 @@ def test_planted_pickle_runs_no_code(tmp_path):
     payload = _Payload()
     payload.marker = marker
     path = tmp_path / "checkpoint.pt"
-    path.write_bytes(pickle.dumps({"model": payload}))
+    path.write_bytes(pickle.dumps({"model": payload}, protocol=2))
     with pytest.raises(checkpoint.CheckpointError):
         checkpoint.load(path)
     assert not marker.exists()
