@@ -50,7 +50,7 @@ def _fake_running_job(study_dir: Path, job_id: str, pid: int, steps: list[int], 
     d = study_dir / job_id
     d.mkdir(parents=True)
     R.atomic_write_json(d / R.SPEC, {"job_id": job_id})
-    R.atomic_write_json(d / R.SUBMITTED, {"executor": "local", "pid": pid})
+    R.atomic_write_json(d / R.SUBMITTED, {"executor": "local", "pid": pid, "process": R.process_identity(pid)})
     now = time.time()
     with open(d / HISTORY, "w") as f:
         for i, step in enumerate(steps):  # one update a second, the last row just now
