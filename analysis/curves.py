@@ -16,21 +16,17 @@ from analysis.figures import STYLE, _new_axes, _save  # noqa: E402
 from analysis.labels import METHOD_COLOURS, method_key, method_name  # noqa: E402
 from harness import results as R  # noqa: E402
 from harness.curves import HISTORY, progress_text, read_history  # noqa: E402
+from harness.joblog import last_line  # noqa: E402
 
 STATE_COLUMNS = ["job_id", "stage", "method", "pretrain_dataset", "fraction", "epochs", "seed", "task", "task_dataset",
                  "state", "detail", "log", "history"]
-
-
-def _last_line(text: str) -> str:
-    lines = [x.strip() for x in str(text).strip().splitlines() if x.strip()]
-    return lines[-1] if lines else ""
 
 
 def _state(job_dir: Path) -> tuple[str, str]:
     """(state, detail) from the folder alone: a failure's reason, a running job's progress."""
     state = R.local_job_state(job_dir)
     if state in (R.JobState.FAILED, R.JobState.DEPENDENCY_FAILED):
-        return state.value, _last_line((R.read_json(job_dir / R.FAILED) or {}).get("error", ""))
+        return state.value, last_line((R.read_json(job_dir / R.FAILED) or {}).get("error", ""))
     if state == R.JobState.RUNNING:
         sub = R.read_json(job_dir / R.SUBMITTED) or {}
         if sub.get("pid") and not R.pid_alive(int(sub["pid"])):

@@ -15,7 +15,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from analysis.labels import METHOD_COLOURS, fraction_label, method_key, method_name, primary_metrics  # noqa: E402
-from analysis.tables import _varies, headline, method_row  # noqa: E402
+from analysis.tables import _varies, headline, label_rows, method_row  # noqa: E402
 
 COLUMN_WIDTH_IN = 3.3
 STYLE = {"font.size": 7, "axes.labelsize": 7, "axes.titlesize": 7, "legend.fontsize": 6, "xtick.labelsize": 6,
@@ -29,7 +29,7 @@ def _new_axes(height: float = 2.3):
 
 
 def _line_label(rows: pd.DataFrame) -> pd.Series:
-    return rows.apply(method_row(rows, fraction=False, epochs=False), axis=1)
+    return label_rows(rows, method_row(rows, fraction=False, epochs=False))
 
 
 def _hue_order(rows: pd.DataFrame, labels: pd.Series) -> list[str]:
@@ -69,7 +69,7 @@ def line_figure(rows: pd.DataFrame, x: str, xlabel: str, ylabel: str, log_x: boo
 
 def bar_figure(rows: pd.DataFrame, ylabel: str):
     """Grouped bars: one group per method (with fraction/epochs where they vary), one bar per pre-training data."""
-    rows = rows.assign(group=rows.apply(method_row(rows, data=False), axis=1),
+    rows = rows.assign(group=label_rows(rows, method_row(rows, data=False)),
                        data=rows["pretrain_dataset"].fillna("none (random init)"))
     order = _hue_order(rows, rows["group"])
     data_order = sorted(rows["data"].unique(), key=lambda d: (d == "none (random init)", d))

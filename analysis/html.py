@@ -39,8 +39,9 @@ def _verdict_class(verdict: str) -> str:
 
 def table_html(table: Table, files: dict[str, str]) -> str:
     head = "".join(f"<th>{_e(c)}</th>" for c in [table.row_header, *table.columns])
-    body = "".join("<tr>" + "".join(f"<td>{_e(x)}</td>" for x in [r, *(table.text(r, c) for c in table.columns)]) + "</tr>"
-                   for r in table.rows)
+    d = table.decimals
+    body = "".join("<tr>" + "".join(f"<td>{_e(x)}</td>" for x in [r, *(table.text(r, c, d) for c in table.columns)])
+                   + "</tr>" for r in table.rows)
     links = " · ".join(f'<a href="{_e(href)}">{_e(name)}</a>' for name, href in files.items())
     links += "".join(f"<br><b>warning:</b> {_e(w)}" for w in table.warnings)
     return (f"<h3>{_e(table.title)}</h3><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

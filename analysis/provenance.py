@@ -50,7 +50,7 @@ def commit_label(row: pd.Series) -> str:
 
 
 def commits(envs: pd.DataFrame) -> dict[str, str]:
-    return {r["job_id"]: commit_label(r) for _, r in envs.iterrows()}
+    return {r["job_id"]: commit_label(r) for r in envs[["job_id", "git_commit", "git_dirty"]].to_dict("records")}
 
 
 def read_spec_params(study_dir: Path, job_id: str) -> dict:
@@ -61,16 +61,27 @@ def read_spec_params(study_dir: Path, job_id: str) -> dict:
     return (spec.get("config") or {}).get("params") or {}
 
 
+def planned_params(study_dir: Path) -> dict[str, dict]:
+    """Each job's parameters from the plan the study was launched with (plan.json): one file instead of a
+    spec.json per job; a job's identity hashes its configuration, so a job id names the same parameters in both."""
+    from harness.plan import load_plan
+
+    stored = load_plan(study_dir)
+    return {} if stored is None else {j.id: j.config.get("params") or {} for j in stored.jobs}
+
+
 def varying_params(study_dir: Path, jobs: pd.DataFrame) -> pd.Series:
     """Per job, the method/task parameters (from spec.json) that differ between jobs of the same stage and kind,
     e.g. the longer detection schedule of random init; empty where nothing differs or no spec.json is there."""
-    params = {j: read_spec_params(study_dir, j) for j in jobs["job_id"]}
+    planned = planned_params(study_dir)
+    params = {j: planned[j] if j in planned else read_spec_params(study_dir, j) for j in jobs["job_id"]}
     kind = jobs["method"].where(jobs["stage"] == "pretrain", jobs["task"]).fillna("")
     out = pd.Series("", index=jobs.index, dtype=object)
     for _, group in jobs.groupby([jobs["stage"], kind]):
         dicts = [params[j] for j in group["job_id"]]
-        keys = sorted({k for d in dicts for k in d})
-        varying = [k for k in keys if len({json.dumps(d.get(k), sort_keys=True, default=str) for d in dicts}) > 1]
-        for idx, d in zip(group.index, dicts):
-            out[idx] = ", ".join(f"{k}={d.get(k)}" for k in varying)
+        distinct = list({json.dumps(d, sort_keys=True, default=str): d for d in dicts}.values())  # few per group
+        keys = sorted({k for d in distinct for k in d})
+        varying = [k for k in keys if len({json.dumps(d.get(k), sort_keys=True, default=str) for d in distinct}) > 1]
+        if varying:
+            out[group.index] = [", ".join(f"{k}={d.get(k)}" for k in varying) for d in dicts]
     return out

@@ -54,8 +54,9 @@ def _write_one(frame: pd.DataFrame, study_dir: Path, out: Path, scale: str, what
     envs = environments(study_dir, jobs["job_id"])
     job_commits = commits(envs)
     written: list[Path] = []
+    built = study_tables(frame) if {"tables", "html"} & set(what) else []
     if "tables" in what:
-        written += write_tables(frame, out / "tables", job_commits)
+        written += write_tables(frame, out / "tables", job_commits, built)
     if "figures" in what:
         written += write_figures(frame, out / "figures")
     results = evaluate_study(frame, study) if {"claims", "html"} & set(what) else []
@@ -63,7 +64,7 @@ def _write_one(frame: pd.DataFrame, study_dir: Path, out: Path, scale: str, what
         written += write_claims(results, out)
     if "html" in what:
         tables = []
-        for t in study_tables(frame):
+        for t in built:
             files = {ext: f"tables/{t.stem}.{ext}" for ext in ("md", "tex", "csv")}
             files["provenance"] = f"tables/{t.stem}.provenance.csv"
             tables.append((t, {k: v for k, v in files.items() if (out / v).exists()}))

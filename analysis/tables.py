@@ -51,37 +51,69 @@ class Table:
         means = [abs(s.mean) for s in self.cells.values()]
         return 3 if means and max(means) <= 1.0 else 2
 
-    def text(self, row: str, column: str) -> str:
+    def text(self, row: str, column: str, decimals: int | None = None) -> str:
+        """A cell as text; renderers pass ``decimals`` (one scan of the table, not one per cell)."""
         s = self.cells.get((row, column))
         if s is None:
             return ""
-        d = self.decimals
+        d = self.decimals if decimals is None else decimals
         spread = f"{CELL_SEP}{s.std:.{d}f}" if s.n > 1 else ""
         return f"{s.mean:.{d}f}{spread} ({s.n})"
 
     def text_frame(self) -> pd.DataFrame:
-        data = [[self.text(r, c) for c in self.columns] for r in self.rows]
+        d = self.decimals
+        data = [[self.text(r, c, d) for c in self.columns] for r in self.rows]
         return pd.DataFrame(data, index=pd.Index(self.rows, name=self.row_header), columns=self.columns)
+
+
+# what the label and sort functions may read of a row: a cell's coordinates, never a value
+LABEL_COLUMNS = ["method", "pretrain_dataset", "fraction", "epochs", "task", "task_dataset", "metric"]
 
 
 def build(rows: pd.DataFrame, row_of: Callable[[pd.Series], str], column_of: Callable[[pd.Series], str],
           row_sort: Callable[[pd.Series], tuple], column_sort: Callable[[pd.Series], tuple], **meta) -> Table:
-    """Group the frame's rows into cells by their row and column labels; orders follow the sort keys."""
+    """Group the frame's rows into cells by their row and column labels; orders follow the sort keys.
+
+    The label and sort functions see each distinct combination of ``LABEL_COLUMNS`` once (as a dict), not each
+    row, and every cell is filled in one pass: the cost grows with the cells, not with rows times cells."""
     rows = rows.reset_index(drop=True)
-    labels = pd.DataFrame({"row": rows.apply(row_of, axis=1), "column": rows.apply(column_of, axis=1),
-                           "row_key": rows.apply(row_sort, axis=1), "column_key": rows.apply(column_sort, axis=1)})
-    table = Table(rows=_ordered(labels, "row"), columns=_ordered(labels, "column"), **meta)
-    for (r, c), idx in labels.groupby(["row", "column"]).groups.items():
-        cell = rows.loc[idx].sort_values("seed")
-        table.cells[(r, c)] = Sample.from_rows(cell)
-        if cell["seed"].duplicated().any():  # e.g. two downstream entries that differ only in their parameters
-            table.warnings.append(f"cell ({r}, {c}) pools several results of one seed: {' '.join(cell['job_id'])}")
+    seeds, values, job_ids = rows["seed"].tolist(), rows["value"].tolist(), rows["job_id"].tolist()
+    members: dict[tuple[str, str], list[int]] = {}
+    row_keys: dict[str, tuple] = {}
+    column_keys: dict[str, tuple] = {}
+    for r, idx in _distinct_coordinates(rows):
+        row, column = row_of(r), column_of(r)
+        row_keys.setdefault(row, row_sort(r))
+        column_keys.setdefault(column, column_sort(r))
+        members.setdefault((row, column), []).extend(idx.tolist())
+    table = Table(rows=_ordered(row_keys), columns=_ordered(column_keys), **meta)
+    for (row, column) in sorted(members):
+        cell = sorted(members[(row, column)], key=lambda i: (seeds[i], i))
+        table.cells[(row, column)] = Sample(tuple(float(values[i]) for i in cell), tuple(str(job_ids[i]) for i in cell))
+        if len({seeds[i] for i in cell}) < len(cell):  # e.g. two downstream entries that differ only in their parameters
+            table.warnings.append(f"cell ({row}, {column}) pools several results of one seed: "
+                                  f"{' '.join(str(job_ids[i]) for i in cell)}")
     return table
 
 
-def _ordered(labels: pd.DataFrame, which: str) -> list[str]:
-    firsts = labels.drop_duplicates(which)
-    return [x for _, x in sorted(zip(firsts[f"{which}_key"], firsts[which]))]
+def _distinct_coordinates(rows: pd.DataFrame):
+    """(coordinates as a dict, positions of the rows that have them) for each distinct combination."""
+    for coords, idx in rows.groupby(LABEL_COLUMNS, dropna=False, sort=False).indices.items():
+        yield {k: (None if pd.isna(v) else v) for k, v in zip(LABEL_COLUMNS, coords)}, idx
+
+
+def label_rows(rows: pd.DataFrame, label_of: Callable[[pd.Series], str]) -> pd.Series:
+    """``label_of`` of every row, computed once per distinct combination of ``LABEL_COLUMNS``."""
+    labels = [""] * len(rows)
+    for r, idx in _distinct_coordinates(rows):
+        label = label_of(r)
+        for i in idx:
+            labels[i] = label
+    return pd.Series(labels, index=rows.index, dtype=object)
+
+
+def _ordered(keys: dict[str, tuple]) -> list[str]:
+    return [label for _, label in sorted((key, label) for label, key in keys.items())]
 
 
 def _varies(frame: pd.DataFrame, column: str) -> bool:
@@ -195,8 +227,9 @@ def to_markdown(table: Table) -> str:
 
     header = [table.row_header, *table.columns]
     lines = ["| " + " | ".join(map(esc, header)) + " |", "|" + "|".join(["---"] + [":---:"] * len(table.columns)) + "|"]
+    d = table.decimals
     for r in table.rows:
-        lines.append("| " + " | ".join(esc(x) for x in [r, *(table.text(r, c) for c in table.columns)]) + " |")
+        lines.append("| " + " | ".join(esc(x) for x in [r, *(table.text(r, c, d) for c in table.columns)]) + " |")
     return "\n".join(lines)
 
 
@@ -222,7 +255,8 @@ def to_latex(table: Table) -> str:
 
 def provenance_frame(table: Table, frame: pd.DataFrame, commits: dict[str, str] | None = None) -> pd.DataFrame:
     """One line per cell: its numbers and the downstream jobs (and their pre-training jobs) behind it."""
-    upstream = dict(zip(frame["job_id"], frame["upstream"]))
+    jobs = frame.drop_duplicates("job_id")
+    upstream = dict(zip(jobs["job_id"].tolist(), jobs["upstream"].tolist()))
     records = []
     for r in table.rows:
         for c in table.columns:
@@ -251,9 +285,11 @@ def write_table(table: Table, frame: pd.DataFrame, out_dir: Path, commits: dict[
     return paths
 
 
-def write_tables(frame: pd.DataFrame, out_dir: Path, commits: dict[str, str] | None = None) -> list[Path]:
+def write_tables(frame: pd.DataFrame, out_dir: Path, commits: dict[str, str] | None = None,
+                 tables: list[Table] | None = None) -> list[Path]:
+    """Write every table of the study (``tables``: already built from ``frame``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for table in study_tables(frame):
+    for table in study_tables(frame) if tables is None else tables:
         written += write_table(table, frame, out_dir, commits)
     return written

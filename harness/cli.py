@@ -39,9 +39,38 @@ def _load(args):
 
 def _seeds(text: str | None) -> int | list[int] | None:
     """``--seeds 3`` -> seeds 0, 1, 2; ``--seeds 0,4`` -> seeds 0 and 4."""
-    if not text:
-        return None
-    return [int(x) for x in text.split(",")] if "," in text else int(text)
+    from harness.spec import parse_seeds
+
+    return parse_seeds(text)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
+# options that only one executor reads: naming them with another executor is an error, not silently ignored
+EXECUTOR_OPTIONS = {"max_parallel": ("--max-parallel", "local"), "threads": ("--threads", "local")}
+
+
+def _check_executor_options(args) -> None:
+    for dest, (flag, executor) in EXECUTOR_OPTIONS.items():
+        if getattr(args, dest) is not None and args.executor != executor:
+            raise HarnessError(f"{flag} applies to the {executor} executor only; the {args.executor} executor "
+                               f"would ignore it")
+
+
+def _relative_cost(job) -> float:
+    from harness.declarations import methods, tasks
+
+    if job.stage == "pretrain":
+        return methods().get(job.config["method"]).relative_cost if job.config["method"] in methods() else 0.0
+    return tasks().get(job.config["task"]).relative_cost
 
 
 def cmd_plan(args) -> int:
@@ -65,13 +94,13 @@ def _print_plan(plan, args, missing: dict[str, str]) -> int:
     study_dir = study_dir_for(plan, _results_root(args))
     statuses = job_statuses(plan.jobs, study_dir)
     s = plan.study
-    print(f"study {s.name} (scale {s.scale_name}, from {s.source}): {len(plan.pretrain)} pre-training + "
-          f"{len(plan.downstream)} downstream jobs -> {study_dir}")
+    lines = [f"study {s.name} (scale {s.scale_name}, from {s.source}): {len(plan.pretrain)} pre-training + "
+             f"{len(plan.downstream)} downstream jobs -> {study_dir}",
+             f"{'state':<18} {'job':<64} {'updates':>9} {'estimate':>10}"]
     total_flops, total_gpu_s = 0.0, 0.0
     gpu_s_by: Counter = Counter()  # (stage, method) -> GPU-seconds
-    print(f"{'state':<18} {'job':<64} {'updates':>9} {'estimate':>10}")
     for job in plan.jobs:
-        flops = job_flops(job)
+        flops = job_flops(job, _relative_cost(job))
         total_flops += flops
         gpus = max(1, job.resources.gpus_per_node * job.resources.nodes)
         on_gpu = job.resources.gpus_per_node > 0
@@ -79,20 +108,23 @@ def _print_plan(plan, args, missing: dict[str, str]) -> int:
         total_gpu_s += seconds * gpus if on_gpu else 0.0
         gpu_s_by[(job.stage, job.coords["method"])] += seconds * gpus if on_gpu else 0.0
         state = "unavailable" if job.unavailable else statuses[job.id].state.value
-        updates = job.config.get("schedule", {}).get("total_updates", "")
-        print(f"{state:<18} {job.id:<64} {updates!s:>9} {format_duration(seconds):>10}")
+        updates = "" if job.updates is None else job.updates
+        lines.append(f"{state:<18} {job.id:<64} {updates!s:>9} {format_duration(seconds):>10}")
     counts = Counter("unavailable" if j.unavailable else statuses[j.id].state.value for j in plan.jobs)
-    print("states: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    print(f"compute: {total_flops / 1e15:.3g} PFLOP in total" +
-          (f", about {total_gpu_s / 3600:.1f} GPU-hours" if total_gpu_s else "") +
-          f" (assuming {GPU_FLOPS / 1e12:.0f} TFLOP/s per GPU, {CPU_FLOPS / 1e9:.0f} GFLOP/s on CPU)")
+    lines.append("states: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    lines.append(f"compute: {total_flops / 1e15:.3g} PFLOP in total" +
+                 (f", about {total_gpu_s / 3600:.1f} GPU-hours" if total_gpu_s else "") +
+                 f" (assuming {GPU_FLOPS / 1e12:.0f} TFLOP/s per GPU, {CPU_FLOPS / 1e9:.0f} GFLOP/s on CPU)")
     for stage in ("pretrain", "downstream"):
         rows = {m: v for (st, m), v in gpu_s_by.items() if st == stage and v > 0}
         if rows:
-            print(f"GPU-hours {stage}: {sum(rows.values()) / 3600:.3g} (by method of pre-training: " +
-                  ", ".join(f"{m} {v / 3600:.3g}" for m, v in sorted(rows.items())) + ")")
-    for reason in sorted({j.unavailable for j in plan.jobs if j.unavailable}):
-        print(f"unavailable: {reason}")
+            lines.append(f"GPU-hours {stage}: {sum(rows.values()) / 3600:.3g} (by method of pre-training: " +
+                         ", ".join(f"{m} {v / 3600:.3g}" for m, v in sorted(rows.items())) + ")")
+    lines += [f"unavailable: {reason}" for reason in sorted({j.unavailable for j in plan.jobs if j.unavailable})]
+    from harness.plan import resolved_params_lines
+
+    lines += ["resolved parameters (in the job identities):", *resolved_params_lines(plan)]
+    print("\n".join(lines))
     if missing:
         print(f"\n{len(missing)} dataset(s) not found here; the estimate uses their declared image counts and the "
               "ids of jobs that read them are provisional:")
@@ -106,10 +138,11 @@ def cmd_run(args) -> int:
     from harness.collect import collect
     from harness.launch import launch, study_dir_for
 
+    _check_executor_options(args)
     plan = _load(args)
     root = _results_root(args)
     report = launch(plan, executor=args.executor, results_root=root, retry_failed=args.retry_failed,
-                    dry_run=args.dry_run, max_parallel=args.max_parallel, threads_per_job=args.threads,
+                    dry_run=args.dry_run, max_parallel=args.max_parallel or 2, threads_per_job=args.threads or 1,
                     profile=args.cluster)
     print(f"{len(report.skipped_done)} done already, {len(report.skipped_running)} running, "
           f"{len(report.skipped_failed)} failed before (use --retry-failed to re-run), "
@@ -133,27 +166,53 @@ def cmd_run(args) -> int:
 
 
 def _last_line(text: str) -> str:
-    """The last non-empty line of an error (a traceback's exception line)."""
-    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
-    return lines[-1] if lines else ""
+    from harness.joblog import last_line
+
+    return last_line(text)
+
+
+def _study_header(args) -> tuple[str, str]:
+    """(name, default scale) of the study file, read without validating its scales (which needs the registries)."""
+    from harness.spec import study_header
+
+    return study_header(args.study)
+
+
+def _planned_jobs(args, study_dir: Path | None = None):
+    """The jobs of the study at the asked scale and seeds: those of ``plan.json`` when the study was launched
+    with them (no data root, no torch needed), else a fresh plan."""
+    from harness.plan import load_plan, make_plan, source_changed
+    from harness.spec import find_study_file, load_study
+
+    name, default_scale = _study_header(args)
+    study_dir = study_dir or _results_root(args) / name
+    stored = load_plan(study_dir)
+    seeds = _seeds(getattr(args, "seeds", None))
+    seeds = list(range(seeds)) if isinstance(seeds, int) else seeds
+    sets = getattr(args, "set", None)
+    if not sets and stored is not None and stored.scale == (args.scale or default_scale) and seeds in (None, stored.seeds):
+        if source_changed(stored, find_study_file(args.study)):
+            print(f"note: {study_dir / 'plan.json'} is the plan the study was launched with; the study file changed "
+                  "since (`harness plan` shows its new plan, `harness run` launches it)", file=sys.stderr)
+        return stored.jobs, study_dir
+    return make_plan(load_study(args.study, args.scale, seeds=_seeds(getattr(args, "seeds", None)),
+                                sets=sets)).jobs, study_dir
 
 
 def cmd_status(args) -> int:
     from harness.curves import progress_text
-    from harness.launch import study_dir_for
     from harness.launch.state import job_statuses
 
-    plan = _load(args)
-    study_dir = study_dir_for(plan, _results_root(args))
-    statuses = job_statuses(plan.jobs, study_dir)
+    jobs, study_dir = _planned_jobs(args)
+    statuses = job_statuses(jobs, study_dir)
     cells: dict[tuple, list] = {}
-    for job in plan.jobs:
+    for job in jobs:
         cells.setdefault(job.cell, []).append(job)
-    for cell, jobs in cells.items():
+    lines = []
+    for cell, cell_jobs in cells.items():
         method, ds, frac, ep = cell
-        name = method if ds is None else f"{method} x {ds} x f{frac:g} x e{ep}"
-        print(name)
-        for job in jobs:
+        lines.append(method if ds is None else f"{method} x {ds} x f{frac:g} x e{ep}")
+        for job in cell_jobs:
             st = statuses[job.id]
             stage = job.stage if job.stage == "pretrain" else f"{job.coords['task']}@{job.coords['task_dataset']}"
             line = f"  {stage:<24} {st.state.value:<18} {job.id}"
@@ -161,27 +220,26 @@ def cmd_status(args) -> int:
                 line += f"  {now}"
             if st.detail:
                 line += f"  [{_last_line(st.detail)}]"
-            print(line)
+            lines.append(line)
             if st.state.value in ("failed", "dependency-failed") and st.log:
-                print(f"  {'':<24} log: {st.log}")
+                lines.append(f"  {'':<24} log: {st.log}")
     counts = Counter(s.state.value for s in statuses.values())
-    print("total: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    lines.append("total: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    print("\n".join(lines))
     return 0
 
 
 def _collect_study(args):
-    """Collect the study's finished jobs: those of its current plan (``--all``: every folder)."""
+    """Collect the study's finished jobs: those of its plan (``--all``: every folder)."""
     from harness.collect import collect
     from harness.errors import DataRootError
-    from harness.plan import make_plan
-    from harness.spec import load_study
 
-    study = load_study(args.study, args.scale, seeds=_seeds(args.seeds), sets=args.set)
-    study_dir = _results_root(args) / study.name
+    name, _ = _study_header(args)
+    study_dir = _results_root(args) / name
     only = None
     if not getattr(args, "all", False):
         try:
-            only = {j.id for j in make_plan(study).jobs}
+            only = {j.id for j in _planned_jobs(args, study_dir)[0]}
         except DataRootError as e:  # e.g. results copied from a cluster to a laptop without the datasets
             print(f"warning: cannot plan the study here ({e}); collecting every finished job", file=sys.stderr)
     return collect(study_dir, only), study_dir
@@ -194,16 +252,13 @@ def cmd_collect(args) -> int:
 
 
 def cmd_report(args) -> int:
-    import yaml
-
     from analysis.report import write_report
     from harness.collect import load_collected
-    from harness.spec import find_study_file
 
     if args.recollect:
         frame, study_dir = _collect_study(args)
     else:
-        study_dir = _results_root(args) / yaml.safe_load(find_study_file(args.study).read_text())["name"]
+        study_dir = _results_root(args) / _study_header(args)[0]
         frame = load_collected(study_dir)
     what = tuple(args.only) if args.only else None  # None: tables, figures, claims and the HTML page
     if frame.empty:
@@ -217,11 +272,9 @@ def cmd_report(args) -> int:
 
 def _study_dir(args) -> Path:
     """The study's results folder, from the study file's name alone (no plan, no data needed)."""
-    import yaml
+    from harness.spec import study_name
 
-    from harness.spec import find_study_file
-
-    return _results_root(args) / yaml.safe_load(find_study_file(args.study).read_text())["name"]
+    return _results_root(args) / study_name(args.study)
 
 
 def cmd_logs(args) -> int:
@@ -289,7 +342,13 @@ def cmd_tasks(args) -> int:
 def cmd_job(args) -> int:
     from harness.job import JobSpec, run_job
 
-    spec = JobSpec(**json.loads(Path(args.spec).read_text()))
+    path = Path(args.spec)
+    try:
+        spec = JobSpec(**json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise HarnessError(f"job spec not found: {path}") from None
+    except (OSError, ValueError, TypeError) as e:  # unreadable, not JSON, or not a job spec's keys
+        raise HarnessError(f"{path}: not a job spec ({e})") from None
     run_job(spec)
     return 0
 
@@ -350,11 +409,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="debug: one job after another in this process; local: subprocesses; slurm: sbatch")
     r.add_argument("--retry-failed", action="store_true", help="re-submit jobs that failed before")
     r.add_argument("--dry-run", action="store_true", help="print what would be submitted, submit nothing")
-    r.add_argument("--max-parallel", type=int, default=2, help="local executor: jobs at a time")
-    r.add_argument("--threads", type=int, default=1, help="local executor: torch threads per job")
+    r.add_argument("--max-parallel", type=_positive_int, default=None, help="local executor: jobs at a time (2)")
+    r.add_argument("--threads", type=_positive_int, default=None, help="local executor: torch threads per job (1)")
     r.add_argument("--cluster", default=None, help="cluster profile name or YAML path (default $HARNESS_CLUSTER or ci)")
     r.set_defaults(fn=cmd_run)
-    st = study_cmd("status", "state of every job, by study cell and stage (one batched sacct call)")
+    st = study_cmd("status", "state of every job, by study cell and stage (reads the launched plan.json)")
     st.add_argument("--cluster", default=None, help="cluster profile whose results_root to read (default $HARNESS_CLUSTER)")
     st.set_defaults(fn=cmd_status)
     co = study_cmd("collect", "gather the study's finished jobs into results/<study>/collected.{csv,parquet}")
@@ -384,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_data_commands(sub)
-    from harness.export import add_export_command
+    from harness.export import add_export_command  # imports no torch until an export runs
 
     add_export_command(sub)
     return p

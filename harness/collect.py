@@ -1,30 +1,43 @@
 """Collect: every complete job folder of a study -> one tidy pandas table (one row per metric).
 
 Only ``metrics.json`` is read (written last and atomically), so a running or crashed job never contributes a
-partial row. Saved as ``results/<study>/collected.csv`` and ``collected.parquet``.
+partial row; one that does not match its schema is skipped with a warning naming it. Saved as ``results/<study>/collected.csv`` and ``collected.parquet``.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pandas as pd
 
 from harness import results as R
+from harness.errors import CorruptResultError
 
 COORDS = ["method", "pretrain_dataset", "fraction", "epochs", "seed", "task", "task_dataset"]
 COLUMNS = ["study", "scale", "stage", "job_id", "upstream", *COORDS, "metric", "split", "value", "updates",
            "wall_time_s"]
 
 
+def _job_names(study_dir: Path, only: set[str] | None) -> list[str]:
+    """The job folders' names, sorted, in one listing (no per-folder check: metrics.json is written last)."""
+    if not study_dir.is_dir():
+        return []
+    with os.scandir(study_dir) as entries:
+        return sorted(e.name for e in entries if (only is None or e.name in only) and e.is_dir())
+
+
 def collect_frame(study_dir: Path, only: set[str] | None = None) -> pd.DataFrame:
     """Rows of every complete job, or of the jobs in ``only`` (the current plan: folders of jobs that a changed
     study no longer has stay on disk, and must not mix into its tables)."""
     rows = []
-    for job_dir in R.iter_job_dirs(study_dir):
-        if only is not None and job_dir.name not in only:
+    for name in _job_names(study_dir, only):
+        try:
+            doc = R.read_metrics(study_dir / name)
+        except CorruptResultError as e:  # reported, never silently dropped nor half-read
+            print(f"warning: skipping {e} (re-run the job with --retry-failed)", file=sys.stderr)
             continue
-        doc = R.read_json(job_dir / R.METRICS)
         if doc is None:
             continue
         base = {k: doc.get(k) for k in ["study", "scale", "stage", "job_id", "upstream", *COORDS, "updates", "wall_time_s"]}

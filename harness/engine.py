@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import random
 import signal
@@ -33,10 +32,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from harness import distributed
+from harness import checkpoint, distributed
 from harness.curves import active as active_curves
 from harness.optim import build_optimizer, cosine_lr, set_lr, set_weight_decay
-from harness.results import atomic_torch_save
+from harness.schedule import updates_per_epoch  # noqa: F401  (the schedule module decides schedules)
 
 log = logging.getLogger("harness.engine")
 
@@ -86,21 +85,6 @@ def device_for(preference: str = "auto") -> torch.device:
     if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
         return torch.device("cuda")
     return torch.device("cpu")
-
-
-def _rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def epoch_order(n: int, cfg: TrainConfig, epoch: int, generator: torch.Generator | None = None) -> list[int]:
@@ -197,11 +181,6 @@ def eval_workers(device: torch.device) -> int:
     return max(0, min(8, len(os.sched_getaffinity(0)) - 1))
 
 
-def updates_per_epoch(n_items: int, batch_size: int, drop_last: bool = True) -> int:
-    bs = min(batch_size, n_items)
-    return n_items // bs if drop_last else math.ceil(n_items / bs)
-
-
 def _to_device(batch, device: torch.device):
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
@@ -274,19 +253,6 @@ def deferred_preemption() -> Iterator[dict]:
         signal.signal(PREEMPTION_SIGNAL, previous)
 
 
-def checkpoint_files(path: Path) -> list[Path]:
-    """The latest checkpoint and the one before it (the only two kept)."""
-    return [path, path.with_name(path.stem + ".prev" + path.suffix)]
-
-
-def write_checkpoint(payload: dict, path: Path) -> None:
-    """Keep the previous checkpoint as ``<name>.prev.pt``, write the new one atomically; older ones go."""
-    latest, previous = checkpoint_files(path)
-    if latest.exists():
-        os.replace(latest, previous)
-    atomic_torch_save(payload, latest)
-
-
 def train(
     model: nn.Module,
     step_fn: Callable[[object], tuple[torch.Tensor, dict]],
@@ -310,13 +276,12 @@ def train(
     device = device or next(model.parameters()).device
     optimizer = build_optimizer(optimizer_model or model, cfg.lr, cfg.weight_decay, cfg.betas, cfg.layer_decay, cfg.num_layers)
     state, sums, count = TrainState(), {}, 0
-    if checkpoint_path.exists():
-        ckpt = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+    if (ckpt := checkpoint.load(checkpoint_path)) is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         state = TrainState(ckpt["step"], ckpt["epoch"], ckpt["history"])
         sums, count = dict(ckpt.get("epoch_sums", {})), ckpt.get("epoch_count", 0)
-        _set_rng_state(ckpt["rng"])
+        checkpoint.set_rng_state(ckpt["rng"])
         log.info("resumed from %s at update %d (epoch %d)", checkpoint_path, state.step, state.epoch)
     else:
         seed_everything(cfg.seed)
@@ -325,9 +290,9 @@ def train(
 
     def save() -> None:
         if distributed.is_main():
-            write_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": state.step,
-                              "epoch": state.epoch, "history": state.history, "epoch_sums": sums,
-                              "epoch_count": count, "rng": _rng_state()}, checkpoint_path)
+            checkpoint.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": state.step,
+                             "epoch": state.epoch, "history": state.history, "epoch_sums": sums,
+                             "epoch_count": count, "rng": checkpoint.rng_state()}, checkpoint_path)
         cadence.saved()
 
     def reseed_ranks(epoch: int) -> None:  # rank-specific augmentation streams, reproducible from any epoch start

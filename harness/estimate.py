@@ -3,7 +3,9 @@ method's relative cost, converted to time with an assumed sustained throughput (
 
 from __future__ import annotations
 
-from harness.models.vit import EncoderConfig, encoder_config
+from functools import lru_cache
+
+from harness.models.encoders import EncoderConfig, encoder_config
 
 # sustained training throughput assumed for the conversion; printed with every estimate
 CPU_FLOPS = 2e10  # two CPU cores, fp32
@@ -18,27 +20,19 @@ def vit_forward_flops(cfg: EncoderConfig) -> float:
     return cfg.depth * ((8 + 4 * cfg.mlp_ratio) * n * d * d + 4 * n * n * d)
 
 
-def job_flops(job) -> float:
-    """Training FLOPs of a planned job (forward + backward = 3x forward)."""
-    from harness.data import get_index
-    from harness.methods import METHODS
-    from harness.tasks import TASKS
-
-    cfg = encoder_config(job.config["model"])
-    per_image = 3 * vit_forward_flops(cfg)
-    if job.stage == "pretrain":
-        if "schedule" not in job.config or job.config["method"] not in METHODS:
-            return 0.0
-        cost = METHODS.get(job.config["method"]).relative_cost
-        images = job.config["schedule"]["total_updates"] * job.config["params"].get("batch_size", 1)
-        return per_image * images * cost
-    task = TASKS.get(job.config["task"])
-    epochs = job.config["params"].get("epochs", 1)
-    try:
-        n = len(get_index(job.config["dataset"], "train"))
-    except Exception:  # an unindexable dataset only loses its estimate
+def job_flops(job, relative_cost: float) -> float:
+    """Training FLOPs of a planned job (forward + backward = 3x forward) from the images its schedule reads
+    (``harness.schedule``); ``relative_cost`` is its method's or task's cost per image. 0 without a schedule."""
+    if not job.schedule:
         return 0.0
-    return per_image * epochs * n * task.relative_cost
+    model = job.config["model"]
+    key = tuple(sorted(model.items())) if isinstance(model, dict) else model
+    return _training_flops_per_image(key) * job.schedule["images"] * relative_cost
+
+
+@lru_cache
+def _training_flops_per_image(model: tuple | str) -> float:
+    return 3 * vit_forward_flops(encoder_config(dict(model) if isinstance(model, tuple) else model))
 
 
 def format_duration(seconds: float) -> str:

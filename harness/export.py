@@ -12,8 +12,11 @@ Target layouts (checked against the frameworks' sources):
 * ``mmseg``: ``mmseg.models.backbones.VisionTransformer`` (as ``tools/model_converters/vit2mmseg.py`` maps timm):
   ``cls_token``, ``pos_embed``, ``patch_embed.projection``, ``layers.i.{ln1, attn.attn.in_proj_weight/bias,
   attn.attn.out_proj, ln2, ffn.layers.0.0, ffn.layers.1}``, final norm ``ln1`` (``final_norm=True``). Written as
-  ``{"state_dict": ..., "meta": ...}`` with the prefix ``backbone.`` (for ``load_from``); ``--prefix ''`` writes
-  the bare backbone keys that ``backbone.init_cfg=dict(type='Pretrained', checkpoint=...)`` expects.
+  ``{"state_dict": ..., "meta": ...}`` with bare backbone keys, as ``backbone.init_cfg=dict(type='Pretrained',
+  checkpoint=...)`` loads them (``--prefix backbone.`` for ``load_from``). With ``--crop-size`` the position
+  embedding is resampled to that grid the way this project's encoder does it at run time (timm's antialiased
+  bicubic); mmseg's own resize (plain bicubic) would give other positions. ``harness.mmseg_config`` writes the
+  UperNet config that loads the checkpoint (``patch_bias=True``, LayerNorm eps 1e-6: not mmseg's defaults).
 """
 
 from __future__ import annotations
@@ -22,13 +25,15 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported by the conversion only: building the CLI's parser must stay cheap
+    import torch
 
-from harness.models.vit import EncoderConfig
+    from harness.models.vit import EncoderConfig
 
 FORMATS = ("detectron2", "mmseg")
-DEFAULT_PREFIX = {"detectron2": "backbone.net.", "mmseg": "backbone."}
+DEFAULT_PREFIX = {"detectron2": "backbone.net.", "mmseg": ""}
 
 # timm block-local name -> target block-local name
 _D2_BLOCK = {"norm1": "norm1", "attn.qkv": "attn.qkv", "attn.proj": "attn.proj", "norm2": "norm2",
@@ -117,11 +122,35 @@ def convert_state(state: dict[str, torch.Tensor], cfg: EncoderConfig, fmt: str, 
     return out, report
 
 
-def export_encoder(encoder_path: Path, fmt: str, out: Path, prefix: str | None = None) -> ExportReport:
+def resample_pos_embed(state: dict[str, torch.Tensor], cfg: EncoderConfig, crop_size: int) -> dict[str, torch.Tensor]:
+    """``state`` with its position embedding on the ``crop_size`` grid, as the encoder resamples it at run time."""
+    from timm.layers import resample_abs_pos_embed
+
+    if crop_size % cfg.patch_size:
+        raise ValueError(f"crop size {crop_size} is not a multiple of the patch size {cfg.patch_size}")
+    grid = crop_size // cfg.patch_size
+    pos_embed = resample_abs_pos_embed(state["pos_embed"], new_size=(grid, grid),
+                                       old_size=(cfg.grid_size, cfg.grid_size), num_prefix_tokens=1)
+    return {**state, "pos_embed": pos_embed}
+
+
+def export_encoder(encoder_path: Path, fmt: str, out: Path, prefix: str | None = None,
+                   crop_size: int | None = None) -> ExportReport:
+    """``crop_size`` (mmseg): the input size the position embedding is resampled to (default: the encoder's)."""
+    import torch
+
+    from harness.models.vit import EncoderConfig
+
     payload = torch.load(encoder_path, map_location="cpu", weights_only=True)
     cfg = EncoderConfig(**payload["config"])
-    state, report = convert_state(payload["state_dict"], cfg, fmt, prefix)
+    source = payload["state_dict"]
     meta = {"source": str(encoder_path), "encoder_config": cfg.to_dict(), "converted_by": "harness export"}
+    if crop_size is not None:
+        if fmt != "mmseg":
+            raise ValueError("--crop-size applies to --format mmseg only")
+        source = resample_pos_embed(source, cfg, crop_size)
+        meta["crop_size"] = crop_size
+    state, report = convert_state(source, cfg, fmt, prefix)
     if fmt == "detectron2":
         document = {"model": state, "matching_heuristics": False, "meta": meta}
     else:
@@ -133,8 +162,17 @@ def export_encoder(encoder_path: Path, fmt: str, out: Path, prefix: str | None =
 
 
 def cmd_export(args) -> int:
-    report = export_encoder(Path(args.encoder), args.format, Path(args.out), args.prefix)
+    crop_size = args.crop_size if args.format == "mmseg" else None
+    report = export_encoder(Path(args.encoder), args.format, Path(args.out), args.prefix, crop_size)
     print(report.summary())
+    prefix = DEFAULT_PREFIX[args.format] if args.prefix is None else args.prefix
+    if args.format == "mmseg" and prefix in ("", "backbone."):  # init_cfg or load_from
+        from harness.mmseg_config import write_upernet_config
+
+        payload = torch.load(args.encoder, map_location="cpu", weights_only=True)
+        config = Path(args.config) if args.config else Path(args.out).with_name(Path(args.out).stem + "_upernet.py")
+        write_upernet_config(EncoderConfig(**payload["config"]), Path(args.out), config, crop_size, prefix)
+        print(f"  UperNet config (BEiT's ADE20k settings): {config}")
     if args.report:
         Path(args.report).write_text(json.dumps(asdict(report), indent=1))
     return 0
@@ -146,6 +184,10 @@ def add_export_command(subparsers) -> None:
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--out", required=True, help="the checkpoint to write (.pth)")
     p.add_argument("--prefix", default=None,
-                   help="key prefix (default: 'backbone.net.' for detectron2, 'backbone.' for mmseg; '' for none)")
+                   help="key prefix (default: 'backbone.net.' for detectron2, none for mmseg; 'backbone.' for load_from)")
+    p.add_argument("--crop-size", type=int, default=512,
+                   help="mmseg: the training crop; the position embedding is resampled to it (default: BEiT's 512)")
+    p.add_argument("--config", default=None,
+                   help="mmseg: where the UperNet config goes (default: OUT's name + '_upernet.py' beside it)")
     p.add_argument("--report", default=None, help="also write the mapped/missing/unexpected report as JSON here")
     p.set_defaults(fn=cmd_export)

@@ -45,6 +45,39 @@ class UpstreamNotDone(RuntimeError):
     pass
 
 
+class AlreadyRunning(RuntimeError):
+    """Another live process trains this job's folder."""
+
+
+RUN_LOCK_TIMEOUT_S = 120  # a lock of a process on a node that died lingers on NFS until its lease expires
+
+
+def _hold_run_lock(spec: JobSpec):
+    """Hold the job folder's run lock for the whole run and say who holds it (``worker.json``). The lock goes
+    with the process, however it ends, so two trainers never share a folder."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(spec.job_dir / R.RUN_LOCK, timeout=RUN_LOCK_TIMEOUT_S)
+    try:
+        lock.acquire()
+    except Timeout:
+        holder = R.read_json(spec.job_dir / R.WORKER) or {}
+        raise AlreadyRunning(f"job {spec.job_id} is already being trained by pid {holder.get('pid')} on "
+                             f"{holder.get('host')}") from None
+    R.atomic_write_json(spec.job_dir / R.WORKER, R.process_identity())
+    return lock
+
+
+def _existing_metrics(job_dir: Path) -> dict[str, Any] | None:
+    from harness.errors import CorruptResultError
+
+    try:
+        return R.read_metrics(job_dir)
+    except CorruptResultError as e:
+        log.warning("%s; running the job again", e)
+        return None
+
+
 def _attach_log(job_dir: Path) -> logging.Handler:
     from harness.joblog import JsonFormatter
 
@@ -70,9 +103,10 @@ def run_pretrain(spec: JobSpec) -> tuple[list[dict], int]:
     from harness.data import get_index, get_manifest
     from harness.data.images import ImageListDataset
     from harness.data.roots import cache_dir
-    from harness.engine import TrainConfig, device_for, seed_everything, train
+    from harness.engine import device_for, seed_everything, train
     from harness.methods import METHODS, PretrainData
     from harness.models.vit import encoder_config, save_encoder
+    from harness.schedule import job_schedule, train_config
 
     cfg = spec.config
     method_cls = METHODS.get(cfg["method"])
@@ -98,14 +132,9 @@ def run_pretrain(spec: JobSpec) -> tuple[list[dict], int]:
     method.prepare(PretrainData(ImageListDataset(index, manifest.indices), num_classes, manifest.content_hash,
                                 cache_dir("methods", cfg["method"])))
     dataset = ImageListDataset(index, manifest.indices, transform=method.train_transform())
-    sched = cfg["schedule"]
-    method.updates_per_epoch = sched["total_updates"] / max(sched["epochs"], 1)
-    tc = TrainConfig(batch_size=params["batch_size"], total_updates=sched["total_updates"],
-                     warmup_updates=sched["warmup_updates"], lr=params["lr"], min_lr=params["min_lr"],
-                     weight_decay=params["weight_decay"], betas=tuple(params["betas"]), clip_grad=params["clip_grad"],
-                     weight_decay_end=params.get("weight_decay_end"), seed=cfg["seed"],
-                     num_workers=int(params.get("num_workers", 0)),
-                     repeated_aug=int(params.get("repeated_aug", 0)), accum_steps=spec.grad_accumulation)
+    sched = job_schedule(cfg)
+    method.updates_per_epoch = cfg["schedule"]["total_updates"] / max(cfg["schedule"]["epochs"], 1)
+    tc = train_config(params, sched, cfg["seed"], accum_steps=spec.grad_accumulation)
     state = train(method, method.training_step, dataset, tc, job_dir / R.CHECKPOINT,
                   desc=f"{spec.job_id[:40]}", after_step=method.after_step, collate_fn=method.collate_fn(),
                   device=device, optimizer_model=method.optimized_module(),
@@ -134,7 +163,8 @@ def run_downstream(spec: JobSpec) -> tuple[list[dict], int]:
     ctx = TaskContext(job_dir=spec.job_dir, params=cfg["params"], encoder_cfg=encoder_config(cfg["model"]),
                       encoder_path=encoder_path, dataset=cfg["dataset"], seed=cfg["seed"],
                       device=device_for(spec.device), scale=spec.scale)
-    return task.run(ctx), 0
+    rows = task.run(ctx)
+    return rows, ctx.updates
 
 
 def _curves(spec: JobSpec, main: bool):
@@ -159,17 +189,18 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
         from harness.data.declare import declare_portable
 
         declare_portable(spec.datasets)
-    if (existing := R.read_json(job_dir / R.METRICS)) is not None:
+    if (existing := _existing_metrics(job_dir)) is not None:
         return existing
     distributed.init_from_environment(device_for(spec.device))
     main = distributed.is_main()
-    if main:
-        (job_dir / R.FAILED).unlink(missing_ok=True)
-        R.atomic_write_json(job_dir / R.SPEC, asdict(spec))
-        R.atomic_write_json(job_dir / R.ENV, {**environment(), "world_size": distributed.world_size()})
+    run_lock = _hold_run_lock(spec) if main else None
     handler = _attach_log(job_dir) if main else logging.NullHandler()
     start = time.time()
     try:
+        if main:
+            (job_dir / R.FAILED).unlink(missing_ok=True)
+            R.atomic_write_json(job_dir / R.SPEC, asdict(spec))
+            R.atomic_write_json(job_dir / R.ENV, {**environment(), "world_size": distributed.world_size()})
         _configure_threads()
         log.info("job %s starts (%s)", spec.job_id, spec.stage)
         with _curves(spec, main) as curves:
@@ -193,6 +224,9 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
     finally:
         logging.getLogger("harness").removeHandler(handler)
         handler.close()
+        if run_lock is not None:
+            (job_dir / R.WORKER).unlink(missing_ok=True)
+            run_lock.release()
 
 
 class JobRunner:

@@ -19,6 +19,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(row, default=str)
 
 
+def last_line(text: str) -> str:
+    """The last non-empty line of an error (a traceback's exception line)."""
+    lines = [x.strip() for x in str(text).strip().splitlines() if x.strip()]
+    return lines[-1] if lines else ""
+
+
 def plain(line: str) -> str:
     """A JSON log line as ``time level logger: message``; other lines (a worker's stderr) unchanged."""
     try:

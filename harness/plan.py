@@ -14,9 +14,12 @@ import json
 from dataclasses import dataclass, field
 from functools import cache
 from itertools import product
+from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
+from harness.registry import POOL_FROM_METHOD
+from harness.schedule import job_schedule, pretrain_schedule
 from harness.spec import Resources, Study
 
 HASH_LEN = 8
@@ -31,6 +34,11 @@ class Job:
     resources: Resources
     upstream: str | None = None
     unavailable: str = ""  # why the job cannot run with this version of the harness ("" when it can)
+    schedule: dict[str, Any] | None = None  # harness.schedule.Schedule as a dict; derived, not hashed
+
+    @property
+    def updates(self) -> int | None:
+        return self.schedule["total_updates"] if self.schedule else None
 
     @property
     def cell(self) -> tuple:
@@ -74,19 +82,6 @@ def _pretrain_prefix(coords: dict, alias: str | None) -> str:
     return f"{coords['method']}-{alias}{_fraction_tag(coords['fraction'])}-e{coords['epochs']}-s{coords['seed']}"
 
 
-def _schedule(n_full: int, n_subset: int, batch_size: int, epochs: int, mode: str, warmup_epochs: float) -> dict:
-    from harness.engine import updates_per_epoch
-
-    reference = n_full if mode == "fixed-updates" else n_subset
-    per_epoch = updates_per_epoch(reference, batch_size)
-    total = epochs * per_epoch
-    return {
-        "mode": mode, "epochs": epochs, "total_updates": total,
-        "warmup_updates": int(round(warmup_epochs * per_epoch)),
-        "subset_epochs": round(total / updates_per_epoch(n_subset, batch_size), 2),
-    }
-
-
 def _loader_marker(params: dict[str, Any]) -> dict[str, str]:
     """Loaders with workers seed every item's augmentation from its place in the run (harness/engine.py)."""
     return {"loader": "per-item-seeds"} if params.get("num_workers", 0) else {}
@@ -98,7 +93,7 @@ def pretrain_resources(study: Study, method: str, cls, params: dict[str, Any]) -
     res = study.scale.resources.for_job("pretrain", method)
     if cls is not None and not cls.uses_data:
         return res.model_copy(update={"nodes": 1, "gpus_per_node": 0, "tasks_per_node": 1, "grad_accumulation": 1})
-    if res.grad_accumulation > 1 and cls is not None and not cls.accumulation_exact(params):
+    if res.grad_accumulation > 1 and cls is not None and not _accumulation_exact(method, params):
         key = ("resources.methods." + method if method in study.scale.resources.methods else "resources") + ".pretrain"
         raise ConfigError(study.source, f"{key}.grad_accumulation", f"method {method!r} couples the images of a batch "
                           "(batch statistics, negatives or mixing) in a way micro-batches would change (see "
@@ -106,15 +101,21 @@ def pretrain_resources(study: Study, method: str, cls, params: dict[str, Any]) -
     return res
 
 
-def _method_class(name: str):
-    from harness.methods import METHODS
+def _accumulation_exact(method: str, params: dict[str, Any]) -> bool:
+    from harness.methods import METHODS  # imports torch: only for a study that accumulates
 
-    return METHODS.get(name) if name in METHODS else None
+    return METHODS.get(method).accumulation_exact(params)
+
+
+def _method_class(name: str):
+    from harness.declarations import methods
+
+    return methods().get(name) if name in methods() else None
 
 
 def pretrain_jobs(study: Study) -> list[Job]:
-    from harness.data import dataset_info, dataset_version, get_index, get_manifest
-    from harness.models.vit import encoder_config
+    from harness.data import dataset_info, dataset_version, get_index, manifest_summary
+    from harness.models.encoders import encoder_config
 
     s = study.scale
     grid = s.pretrain
@@ -122,15 +123,20 @@ def pretrain_jobs(study: Study) -> list[Job]:
     jobs: dict[str, Job] = {}
 
     @cache
-    def manifest_for(dataset: str, fraction: float):  # one manifest per subset, shared by every method and seed
-        return get_manifest(dataset, "train", fraction, grid.subset_seed)
+    def manifest_for(dataset: str, fraction: float) -> tuple[str, int]:
+        """(content hash, images) of a subset's manifest: computed once, shared by every method and seed."""
+        return manifest_summary(dataset, "train", fraction, grid.subset_seed)
+
+    @cache
+    def reference_size(dataset: str) -> int:
+        return len(get_index(grid.updates_reference or dataset, "train"))
 
     for method in grid.methods:
         cls = _method_class(method)
         overrides = grid.method_params.get(method, {})
         try:
             params = cls.resolved_params(study.scale_name, overrides) if cls else dict(overrides)
-        except KeyError as e:
+        except (KeyError, ValueError) as e:
             raise ConfigError(study.source, f"pretrain.method_params.{method}", str(e.args[0])) from None
         unavailable = "" if cls else f"method {method!r} is not implemented in this version of the harness"
         uses_data = cls.uses_data if cls else True
@@ -147,17 +153,18 @@ def pretrain_jobs(study: Study) -> list[Job]:
                 if cls and cls.uses_labels and info.kind != "classification":
                     raise ConfigError(study.source, "pretrain.datasets", f"method {method!r} needs image "
                                       f"labels, which dataset {dataset!r} ({info.kind}) does not have")
-                manifest = manifest_for(dataset, fraction)
+                manifest_hash, images = manifest_for(dataset, fraction)
                 config["data"] = {"dataset": dataset, "version": dataset_version(dataset), "split": "train",
                                   "fraction": fraction, "subset_seed": grid.subset_seed,
-                                  "manifest": manifest.content_hash, "images": len(manifest)}
-                reference = get_index(grid.updates_reference or dataset, "train")
-                config["schedule"] = _schedule(len(reference), len(manifest), params.get("batch_size", 64),
-                                               epochs, grid.schedule, params.get("warmup_epochs", 0))
+                                  "manifest": manifest_hash, "images": images}
+                config["schedule"] = pretrain_schedule(reference_size(dataset), images, params.get("batch_size", 64),
+                                                       epochs, grid.schedule, params.get("warmup_epochs", 0))
             coords = {"method": method, "pretrain_dataset": dataset, "fraction": fraction,
                       "epochs": epochs, "seed": seed, "task": None, "task_dataset": None}
             job_id = f"pre-{_pretrain_prefix(coords, alias)}-{identity(config)}"
-            jobs[job_id] = Job(job_id, "pretrain", config, coords, resources, unavailable=unavailable)
+            schedule = job_schedule(config)
+            jobs[job_id] = Job(job_id, "pretrain", config, coords, resources, unavailable=unavailable,
+                               schedule=schedule.to_dict() if schedule else None)
     return list(jobs.values())
 
 
@@ -171,23 +178,24 @@ def applies(entry, pre: Job) -> bool:
 
 def downstream_jobs(study: Study, upstream: list[Job]) -> list[Job]:
     from harness.data import check_dataset, dataset_fingerprint, dataset_info
-    from harness.tasks import TASKS
-    from harness.tasks.base import POOL_FROM_METHOD
+    from harness.declarations import tasks
 
     s = study.scale
     jobs = []
-    fingerprints = {}
+    fingerprints, train_sizes = {}, {}
     for dataset in dict.fromkeys(e.dataset for e in s.downstream):
-        check_dataset(dataset)  # a missing or malformed root fails now, at plan time, not in a worker
+        sizes = check_dataset(dataset)  # a missing or malformed root fails now, at plan time, not in a worker
         fingerprints[dataset] = dataset_fingerprint(dataset)
+        train_sizes[dataset] = sizes.get("train")
+    schedules: dict[tuple[int, str], dict | None] = {}  # one per downstream entry and dataset
     for pre in upstream:
         for i, entry in enumerate(s.downstream):
             if not applies(entry, pre):
                 continue
-            cls = TASKS.get(entry.task)
+            cls = tasks().get(entry.task)
             try:
                 params = cls.resolved_params(study.scale_name, entry.params)
-            except KeyError as e:
+            except (KeyError, ValueError) as e:
                 raise ConfigError(study.source, f"downstream[{i}].params", str(e.args[0])) from None
             if params.get("pool") == POOL_FROM_METHOD and (method_cls := _method_class(pre.coords["method"])):
                 params = {**params, "pool": method_cls.pooling}  # how the upstream method's encoder is read
@@ -205,11 +213,124 @@ def downstream_jobs(study: Study, upstream: list[Job]) -> list[Job]:
             if resources.grad_accumulation > 1:
                 raise ConfigError(study.source, "resources.downstream.grad_accumulation",
                                   "downstream tasks do not accumulate gradients; use grad_accumulation: 1")
+            if (i, entry.dataset) not in schedules:
+                sched = job_schedule(config, train_sizes[entry.dataset])
+                schedules[(i, entry.dataset)] = sched.to_dict() if sched else None
             jobs.append(Job(job_id, "downstream", config, coords, resources, upstream=pre.id,
-                            unavailable=pre.unavailable))
+                            unavailable=pre.unavailable, schedule=schedules[(i, entry.dataset)]))
     return jobs
+
+
+def resolved_params_lines(plan: Plan) -> list[str]:
+    """One line per distinct resolved parameter set (a method's, or a task's on a dataset), as the jobs carry
+    them into their identities: what `harness plan` shows so that a recipe can be read before it runs."""
+    seen: dict[str, list[str]] = {}
+    for job in plan.jobs:
+        c = job.config
+        who = f"method {c['method']}" if job.stage == "pretrain" else f"task {c['task']} on {c['dataset']}"
+        text = " ".join(f"{k}={v}" for k, v in sorted(c["params"].items()))
+        if text not in seen.setdefault(who, []):
+            seen[who].append(text)
+    return [f"  {who}: {text}" for who, texts in seen.items() for text in texts]
 
 
 def make_plan(study: Study) -> Plan:
     pre = pretrain_jobs(study)
     return Plan(study, pre + downstream_jobs(study, pre))
+
+
+# ---- the plan as launched: results/<study>/plan.json ------------------------------------------------------------
+
+PLAN_FILE = "plan.json"
+
+
+@dataclass
+class StoredPlan:
+    """The plan a study was last launched with, read back without the study's data (or torch)."""
+
+    study: str
+    scale: str
+    seeds: list[int]
+    source: str
+    source_sha256: str
+    jobs: list[Job]
+
+
+def _sha256(path: str | Path) -> str:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+class _Shared:
+    """Values that many jobs share (parameters, model, data, schedule, resources), stored once in plan.json and
+    referenced by position: a 50,000-job plan stays a few MB, and reading it back decodes each value once."""
+
+    KEYS = ("params", "model", "data", "schedule")
+
+    def __init__(self, values: list | None = None):
+        self.values = values if values is not None else []
+        self._positions: dict[str, int] = {}
+
+    def ref(self, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        key = canonical_json(value)
+        if key not in self._positions:
+            self._positions[key] = len(self.values)
+            self.values.append(value)
+        return {"$shared": self._positions[key]}
+
+    def get(self, value: Any) -> Any:
+        return self.values[value["$shared"]] if isinstance(value, dict) and "$shared" in value else value
+
+    def pack(self, config: dict) -> dict:
+        return {k: self.ref(v) if k in self.KEYS else v for k, v in config.items()}
+
+    def unpack(self, config: dict) -> dict:
+        return {k: self.get(v) if k in self.KEYS else v for k, v in config.items()}
+
+
+def save_plan(plan: Plan, study_dir: Path) -> Path:
+    from harness.results import atomic_write_text
+
+    shared = _Shared()
+    jobs = [{"id": job.id, "stage": job.stage, "config": shared.pack(job.config), "coords": job.coords,
+             "resources": shared.ref(job.resources.model_dump()), "upstream": job.upstream,
+             "unavailable": job.unavailable, "schedule": shared.ref(job.schedule)} for job in plan.jobs]
+    doc = {"study": plan.study.name, "scale": plan.study.scale_name, "seeds": list(plan.study.scale.pretrain.seeds),
+           "source": plan.study.source, "source_sha256": _sha256(plan.study.source), "shared": shared.values,
+           "jobs": jobs}
+    path = study_dir / PLAN_FILE
+    atomic_write_text(path, json.dumps(doc, separators=(",", ":")))
+    return path
+
+
+def load_plan(study_dir: Path) -> StoredPlan | None:
+    """The stored plan, or None when the study was never launched (or the file is unreadable)."""
+    try:
+        doc = json.loads((study_dir / PLAN_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    try:
+        return _stored_plan(doc)
+    except (KeyError, TypeError, IndexError):  # another layout: plan afresh
+        return None
+
+
+def _stored_plan(doc: dict) -> StoredPlan:
+    shared = _Shared(doc["shared"])
+    resources: dict[int, Resources] = {}
+    jobs = []
+    for j in doc["jobs"]:
+        ref = j["resources"]["$shared"]
+        if ref not in resources:
+            resources[ref] = Resources.model_validate(shared.get(j["resources"]))
+        jobs.append(Job(j["id"], j["stage"], shared.unpack(j["config"]), j["coords"], resources[ref], j["upstream"],
+                        j["unavailable"], shared.get(j["schedule"])))
+    return StoredPlan(doc["study"], doc["scale"], doc["seeds"], doc["source"], doc["source_sha256"], jobs)
+
+
+def source_changed(stored: StoredPlan, source: str | Path) -> bool:
+    return _sha256(source) != stored.source_sha256

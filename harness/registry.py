@@ -6,6 +6,10 @@ import difflib
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
+# a downstream task's ``pool`` param: "method" = as the upstream method declares (resolved by `plan` into the
+# job's params, so into its identity)
+POOL_FROM_METHOD = "method"
+
 T = TypeVar("T")
 
 
@@ -83,12 +87,15 @@ class Registry(Generic[T]):
 def resolve_params(kind: str, name: str, defaults: dict[str, dict[str, Any]], scale: str,
                    overrides: dict[str, Any] | None, base: dict[str, Any] | None = None) -> dict[str, Any]:
     """``base``, then the defaults of ``scale`` (``paper``'s for a scale without its own), then ``overrides``;
-    an override of a parameter that does not exist is an error naming the known ones."""
+    an override of a parameter that does not exist, or of the wrong type or range, is an error naming it."""
+    from harness.params import check_overrides
+
     params = dict(base or {})
     params.update(defaults.get(scale, defaults.get("paper", {})))
     unknown = set(overrides or {}) - set(params)
     if unknown:
         raise KeyError(f"{kind} {name!r} has no parameter(s) {sorted(unknown)}; known: {sorted(params)}")
+    check_overrides(overrides or {}, params)  # ValueError naming the parameter
     params.update(overrides or {})
     return with_scaled_lr(params)
 

@@ -8,21 +8,29 @@ Files in a job folder:
   encoder.pt      pre-training only: the exported encoder, loaded by downstream jobs
   metrics.json    written atomically and last: its presence means "done"
   failed.json     the error and the traceback's path, if the last attempt raised
-  submitted.json  how and when the job was last submitted (executor, SLURM job id, pid)
+  submitted.json  the claim on the job: which driver (pid, start time, host) submitted it, how, and when
+                  (executor, SLURM job id, worker process)
+  worker.json     the process that trains the job (pid, start time, host); it holds ``.run.lock`` while alive
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
 from collections.abc import Iterable
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harness.errors import CorruptResultError, storage_error
+
 SPEC, ENV, LOG, CHECKPOINT, ENCODER = "spec.json", "env.json", "log.txt", "checkpoint.pt", "encoder.pt"
 METRICS, FAILED, SUBMITTED, TRACEBACK = "metrics.json", "failed.json", "submitted.json", "traceback.txt"
+WORKER, RUN_LOCK, CLAIM_LOCK = "worker.json", ".run.lock", ".claim.lock"
 
 
 class JobState(str, Enum):
@@ -37,15 +45,27 @@ def default_results_root() -> Path:
     return Path(os.environ.get("HARNESS_RESULTS", "results")).resolve()
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def temp_beside(path: Path) -> str:
     try:
-        with os.fdopen(fd, "w") as f:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise storage_error(e, path.parent) from e
+    os.close(fd)
+    return tmp
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = temp_beside(path)
+    try:
+        with open(tmp, "w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise storage_error(e, path) from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -58,12 +78,15 @@ def atomic_write_json(path: Path, data: Any) -> None:
 def atomic_torch_save(obj: Any, path: Path) -> None:
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = temp_beside(path)
     try:
         torch.save(obj, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise storage_error(e, path) from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -76,10 +99,48 @@ def read_json(path: Path) -> Any | None:
         return None
 
 
+class MetricRow(BaseModel):
+    name: str = Field(min_length=1)
+    value: float | None
+    split: str = "val"
+
+
+class MetricsDoc(BaseModel):
+    """The schema of ``metrics.json``: its metric rows; identity, coordinates and timings are extras."""
+
+    model_config = ConfigDict(extra="allow")
+    metrics: list[MetricRow]
+
+
+def read_metrics(job_dir: Path) -> dict[str, Any] | None:
+    """``metrics.json`` validated against its schema; None when the job has not written it.
+    Raises CorruptResultError (naming the file) when it exists but cannot be trusted."""
+    path = job_dir / METRICS
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CorruptResultError(str(path), f"not valid JSON ({e.msg} at line {e.lineno})") from None
+    try:
+        MetricsDoc.model_validate(doc)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise CorruptResultError(str(path), f"{where + ': ' if where else ''}{err['msg']}") from None
+    return doc
+
+
 def local_job_state(job_dir: Path) -> JobState:
-    """The state the folder alone shows; RUNNING here only means "submitted and not finished"."""
-    if (job_dir / METRICS).exists() and read_json(job_dir / METRICS) is not None:
-        return JobState.DONE
+    """The state the folder alone shows; RUNNING here only means "submitted and not finished".
+    A corrupt ``metrics.json`` reads as FAILED (``read_metrics`` says why)."""
+    try:
+        if read_metrics(job_dir) is not None:
+            return JobState.DONE
+    except CorruptResultError:
+        return JobState.FAILED
     failed = read_json(job_dir / FAILED)
     if failed is not None:
         return JobState.DEPENDENCY_FAILED if failed.get("dependency_failed") else JobState.FAILED
@@ -100,6 +161,32 @@ def pid_alive(pid: int) -> bool:
         return "\nState:\tZ" not in status
     except OSError:
         return True
+
+
+def process_start(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks since boot, from /proc); None where /proc cannot tell."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2:].split()[19])
+
+
+def process_identity(pid: int | None = None) -> dict[str, Any]:
+    """What identifies a process beyond its pid, which the system reuses: its start time and host."""
+    pid = os.getpid() if pid is None else pid
+    return {"pid": pid, "start": process_start(pid), "host": socket.gethostname()}
+
+
+def identity_alive(identity: dict[str, Any] | None) -> bool:
+    """Whether the process an identity describes still runs. Another host's process cannot be checked from
+    here and counts as alive; a record without a start time, or a pid now held by another process, does not."""
+    if not identity or not identity.get("pid"):
+        return False
+    if identity.get("host") not in (None, socket.gethostname()):
+        return True
+    pid = int(identity["pid"])
+    return identity.get("start") is not None and pid_alive(pid) and process_start(pid) == identity["start"]
 
 
 def iter_job_dirs(study_dir: Path) -> Iterable[Path]:

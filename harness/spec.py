@@ -7,18 +7,37 @@ lists and scalars replace). Names of methods, datasets, tasks and models are che
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
-from harness.errors import ConfigError
+from harness import yamlfile
+from harness.errors import ConfigError, HarnessError
 from harness.registry import did_you_mean
 
 # Methods the paper's protocol names; a study may list them before they are implemented, and `plan`
 # reports them as unavailable instead of failing.
 PAPER_METHODS = ("beit", "splitmask", "dino", "supervised", "mae", "none")
+
+
+# Study and dataset names become folder names under the results root and SLURM job names: a slug keeps them
+# inside the root (no "..", "/", "" or ".") and out of any shell line (no spaces, newlines or quotes).
+SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def _slug(value: str) -> str:
+    if not SLUG.fullmatch(value):
+        raise ValueError("must be a slug: letters, digits, '.', '_' or '-', starting with a letter or digit, "
+                         "at most 64 characters (it names a folder under the results root)")
+    return value
+
+
+Slug = Annotated[str, AfterValidator(_slug)]
+Seed = Annotated[int, Field(ge=0)]
 
 
 class Strict(BaseModel):
@@ -66,12 +85,12 @@ class StageResources(Strict):
 
 class PretrainGrid(Strict):
     methods: list[str] = Field(min_length=1)
-    datasets: list[str] = Field(min_length=1)
+    datasets: list[Slug] = Field(min_length=1)
     fractions: list[float] = Field(default=[1.0], min_length=1)
     epochs: list[int] = Field(min_length=1)
     schedule: Literal["fixed-updates", "fixed-epochs"] = "fixed-updates"
-    seeds: list[int] = Field(default=[0], min_length=1)
-    subset_seed: int = 0  # which images a fraction keeps; the same for every method and training seed
+    seeds: list[Seed] = Field(default=[0], min_length=1)
+    subset_seed: Seed = 0  # which images a fraction keeps; the same for every method and training seed
     method_params: dict[str, dict[str, Any]] = {}
     # restrict a method to some of the grid's datasets (e.g. supervised only where there are image labels)
     method_datasets: dict[str, list[str]] = {}
@@ -97,7 +116,7 @@ class PretrainGrid(Strict):
 
 class Downstream(Strict):
     task: str
-    dataset: str
+    dataset: Slug
     params: dict[str, Any] = {}
     # apply this entry only to upstream jobs of these methods / pre-trained on these datasets (None: all);
     # a job without pre-training data (random init) passes the dataset filter
@@ -135,7 +154,7 @@ class Study(BaseModel):
 
 
 class StudyFile(Strict):
-    name: str
+    name: Slug
     description: str = ""
     default_scale: str = "tiny"
     datasets: Any = None  # declarations, validated by harness.data.declare
@@ -182,15 +201,14 @@ def _check_name(kind: str, name: str, known: list[str], path: str, key: str, pla
 
 def check_names(study: Study, raw: StudyFile) -> None:
     from harness.data import DATASETS
-    from harness.methods import METHODS
-    from harness.models.vit import ENCODERS
-    from harness.tasks import TASKS
+    from harness.declarations import methods, tasks
+    from harness.models.encoders import ENCODERS
 
     s, path, name = study.scale, study.source, study.scale_name
     if isinstance(s.model, str):
         _check_name("model", s.model, list(ENCODERS), path, _origin(raw, name, ("model",)))
     for i, m in enumerate(s.pretrain.methods):
-        _check_name("method", m, METHODS.names(), path, _origin(raw, name, ("pretrain", "methods", i)), PAPER_METHODS)
+        _check_name("method", m, methods().names(), path, _origin(raw, name, ("pretrain", "methods", i)), PAPER_METHODS)
     for m in s.pretrain.method_params:
         if m not in s.pretrain.methods:
             raise ConfigError(path, _origin(raw, name, ("pretrain", "method_params", m)),
@@ -202,7 +220,7 @@ def check_names(study: Study, raw: StudyFile) -> None:
         _check_name("dataset", s.pretrain.updates_reference, DATASETS.names(), path,
                     _origin(raw, name, ("pretrain", "updates_reference")))
     for i, ds in enumerate(s.downstream):
-        _check_name("task", ds.task, TASKS.names(), path, _origin(raw, name, ("downstream", i, "task")))
+        _check_name("task", ds.task, tasks().names(), path, _origin(raw, name, ("downstream", i, "task")))
         _check_name("dataset", ds.dataset, DATASETS.names(), path, _origin(raw, name, ("downstream", i, "dataset")))
 
 
@@ -257,7 +275,7 @@ def _apply_sets(merged: dict, sets: list[str]) -> tuple[dict, dict[tuple, str]]:
         if not sep or not key.strip():
             raise ConfigError("--set", text, "expected KEY=VALUE, e.g. --set 'pretrain.epochs=[3]'")
         try:
-            value = yaml.safe_load(raw)
+            value = yamlfile.loads(raw)
         except yaml.YAMLError as e:
             raise ConfigError("--set", key, f"the value is not valid YAML: {e}", raw) from None
         loc = tuple(int(p) if p.isdigit() else p for p in key.strip().split("."))
@@ -280,23 +298,57 @@ def _set_origin(origins: dict[tuple, str], loc: tuple) -> str | None:
     return next((text for key, text in origins.items() if loc[:len(key)] == key), None)
 
 
-def load_study(study: str | Path, scale: str | None = None, seeds: int | list[int] | None = None,
-               sets: list[str] | None = None) -> Study:
-    """Load and validate a study at a scale. ``seeds`` overrides the grid's seeds: a count n (seeds 0..n-1) or a list;
-    ``sets`` overrides any key of the scale (``["pretrain.epochs=[3]"]``), validated like the file."""
-    path = find_study_file(study)
+def parse_seeds(text: str | None) -> int | list[int] | None:
+    """``--seeds 3`` -> 3 (seeds 0, 1, 2); ``--seeds 0,4`` -> [0, 4]."""
+    if text is None:
+        return None
     try:
-        data = yaml.safe_load(path.read_text())
+        seeds = [int(x) for x in text.split(",")] if "," in text else int(text)
+    except ValueError:
+        raise HarnessError(f"--seeds {text!r}: expected a count N (seeds 0..N-1) or a list such as 0,1,2") from None
+    check_seeds(seeds)
+    return seeds
+
+
+def check_seeds(seeds: int | list[int]) -> None:
+    if isinstance(seeds, int) and seeds < 1:
+        raise HarnessError(f"--seeds {seeds}: a count of seeds must be at least 1 (or give a list such as 0,1,2)")
+    if isinstance(seeds, list) and any(s < 0 for s in seeds):
+        raise HarnessError(f"--seeds {','.join(map(str, seeds))}: seeds must be non-negative")
+
+
+def _read_study_file(path: Path) -> tuple[dict, StudyFile]:
+    try:
+        data = yamlfile.loads(path.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(str(path), "", f"not valid YAML: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(str(path), "", "a study file must be a mapping")
     try:
-        raw = StudyFile.model_validate(data)
+        return data, StudyFile.model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]
         found, value = _lookup(data, err["loc"])
-        raise ConfigError(str(path), _key_path(err["loc"]), err["msg"], value if found else None) from None
+        raise ConfigError(str(path), _key_path(err["loc"]), err["msg"].removeprefix("Value error, "), value if found else None) from None
+
+
+def study_name(study: str | Path) -> str:
+    """The validated name of a study (its folder under the results root), without validating its scales."""
+    return study_header(study)[0]
+
+
+def study_header(study: str | Path) -> tuple[str, str]:
+    """(validated name, default scale) of a study file, without validating its scales (no registry needed)."""
+    raw = _read_study_file(find_study_file(study))[1]
+    return raw.name, raw.default_scale
+
+
+def load_study(study: str | Path, scale: str | None = None, seeds: int | list[int] | None = None,
+               sets: list[str] | None = None) -> Study:
+    """Load and validate a study at a scale. ``seeds`` overrides the grid's seeds: a count n (seeds 0..n-1) or a list;
+    ``sets`` overrides any key of the scale (``["pretrain.epochs=[3]"]``), validated like the file."""
+    path = find_study_file(study)
+    data, raw = _read_study_file(path)
     scale = scale or raw.default_scale
     if scale not in raw.scales:
         guess = did_you_mean(scale, list(raw.scales))
@@ -304,6 +356,7 @@ def load_study(study: str | Path, scale: str | None = None, seeds: int | list[in
         raise ConfigError(str(path), "scales", f"no scale {scale!r}{hint} (scales: {', '.join(raw.scales)})")
     merged = deep_merge(raw.common, raw.scales[scale])
     if seeds is not None:
+        check_seeds(seeds)
         merged = deep_merge(merged, {"pretrain": {"seeds": list(range(seeds)) if isinstance(seeds, int) else list(seeds)}})
     merged, set_origins = _apply_sets(merged, sets or [])
     try:
@@ -314,7 +367,7 @@ def load_study(study: str | Path, scale: str | None = None, seeds: int | list[in
         key = _origin(raw, scale, err["loc"]) if err["loc"] else f"scales.{scale}"
         if set_text := _set_origin(set_origins, err["loc"]):
             path, key = f"{path} ({set_text})", _key_path(err["loc"])
-        raise ConfigError(str(path), key, err["msg"], value if found else None) from None
+        raise ConfigError(str(path), key, err["msg"].removeprefix("Value error, "), value if found else None) from None
     study_obj = Study(name=raw.name, description=raw.description, scale_name=scale, scale=scale_model, source=str(path),
                       datasets=_declare_datasets(path, raw.datasets))
     check_names(study_obj, raw)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from PIL import Image
 from torchvision import transforms as T
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -13,9 +14,11 @@ def normalize() -> T.Normalize:
     return T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
 
 
-def train_transform(img_size: int, min_scale: float = 0.2, flip: bool = True) -> T.Compose:
-    """RandomResizedCrop + flip, as MAE/BEiT pre-training and ViT fine-tuning use."""
-    ops = [T.RandomResizedCrop(img_size, scale=(min_scale, 1.0), interpolation=T.InterpolationMode.BICUBIC)]
+def train_transform(img_size: int, min_scale: float = 0.2, flip: bool = True, color_jitter: float = 0.0) -> T.Compose:
+    """RandomResizedCrop + flip (MAE's pre-training), with BEiT's brightness/contrast/saturation jitter if
+    ``color_jitter`` > 0 (BEiT's DataAugmentationForBEiT: ColorJitter(0.4, 0.4, 0.4) on every image)."""
+    ops: list = [T.ColorJitter(color_jitter, color_jitter, color_jitter)] if color_jitter else []
+    ops.append(T.RandomResizedCrop(img_size, scale=(min_scale, 1.0), interpolation=T.InterpolationMode.BICUBIC))
     if flip:
         ops.append(T.RandomHorizontalFlip())
     return T.Compose(ops + [T.ToTensor(), normalize()])
@@ -29,9 +32,33 @@ def classification_train_transform(img_size: int, crop_min_scale: float = 0.08, 
     timm (and so in BEiT and DeiT), colour jitter is not applied when RandAugment is."""
     from timm.data import create_transform
 
+    _posterize_zero_bits_as_black()
     return create_transform(img_size, is_training=True, scale=(crop_min_scale, 1.0), interpolation="bicubic",
                             auto_augment=auto_augment or None, color_jitter=color_jitter or None,
                             re_prob=reprob, re_mode="pixel", re_count=1, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+
+
+def _posterize_to_zero_bits(img, bits_to_keep, **kwargs):
+    if bits_to_keep <= 0:
+        return Image.new(img.mode, img.size)
+    return _TIMM_POSTERIZE(img, bits_to_keep, **kwargs)
+
+
+_TIMM_POSTERIZE = None
+
+
+def _posterize_zero_bits_as_black() -> None:
+    """RandAugment's increasing posterize keeps 0 bits at magnitude 10 (reached with ``mstd0.5``); the Pillow the
+    references ran on returned a black image for that, Pillow >= 12 raises instead. timm's posterize op gets that
+    case back (a black image, as the references saw); every other value goes to timm's own op."""
+    global _TIMM_POSTERIZE
+    from timm.data import auto_augment
+
+    if _TIMM_POSTERIZE is None:
+        _TIMM_POSTERIZE = auto_augment.posterize
+    for name, op in auto_augment.NAME_TO_OP.items():
+        if op is _TIMM_POSTERIZE:
+            auto_augment.NAME_TO_OP[name] = _posterize_to_zero_bits
 
 
 def build_mixup(params: dict, num_classes: int):

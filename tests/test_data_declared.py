@@ -103,7 +103,7 @@ def test_a_missing_root_or_split_says_what_is_on_disk(tmp_path, monkeypatch):
     (tmp_path / "data" / "flower").mkdir(parents=True)
     load_study(user_study(tmp_path, FLOWERS))  # loading checks names; the root is looked at when indexing
     with pytest.raises(DataRootError, match=r"flowers.yaml: datasets.my-flowers.root: root .*data/flowers does not "
-                                            r"exist; .*data holds: flower/"):
+                                            r"exist .*data holds: flower/"):
         get_index("my-flowers", "train")
     make_imagefolder(tmp_path / "data" / "flowers", splits=("train", "validation"), per_class=(1, 1))
     with pytest.raises(DataRootError, match=r"flowers/test is missing; .*flowers holds: train/, validation/"):

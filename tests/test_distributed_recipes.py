@@ -40,7 +40,8 @@ def _run(rows: slice) -> dict:
     loss.backward()
     grads = {n: p.grad.clone() for n, p in method.named_parameters() if p.grad is not None}
     dino = METHODS.get("dino")(CFG, METHODS.get("dino").resolved_params("tiny", {"out_dim": 16}))
-    dino._update_center(teacher_out[rows])
+    dino._add_to_center(teacher_out[rows])
+    dino._update_center()
     return {"loss": loss.detach(), "infonce": torch.tensor(logs["infonce"]), "grads": grads, "center": dino.center}
 
 

@@ -12,7 +12,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from harness.engine import InterruptedTraining, TrainConfig, checkpoint_files, train
+from harness.checkpoint import previous_path
+from harness.engine import InterruptedTraining, TrainConfig, train
 
 
 class NoisyPoints(Dataset):
@@ -61,7 +62,7 @@ def test_resume_from_the_middle_of_an_epoch_ends_like_a_straight_run(tmp_path, w
     cfg = _cfg(num_workers=workers)
     straight, straight_state = _run(tmp_path / "a.pt", cfg)
     assert _run(tmp_path / "b.pt", cfg, stop=3) == (None, None)  # 2 updates per epoch: update 3 is mid-epoch
-    assert torch.load(tmp_path / "b.pt", weights_only=False)["step"] == 3
+    assert torch.load(tmp_path / "b.pt", weights_only=True)["step"] == 3
     resumed, resumed_state = _run(tmp_path / "b.pt", cfg)
     for k in straight:
         assert torch.equal(straight[k], resumed[k]), k
@@ -72,15 +73,15 @@ def test_resume_from_the_middle_of_an_epoch_ends_like_a_straight_run(tmp_path, w
 def test_checkpoints_follow_the_update_interval_and_only_the_latest_two_stay(tmp_path):
     ckpt = tmp_path / "checkpoint.pt"
     _run(ckpt, _cfg(checkpoint_every_updates=4, total_updates=10))
-    latest, previous = checkpoint_files(ckpt)
-    assert torch.load(latest, weights_only=False)["step"] == 10  # the end
-    assert torch.load(previous, weights_only=False)["step"] == 8  # the last interval
+    latest, previous = ckpt, previous_path(ckpt)
+    assert torch.load(latest, weights_only=True)["step"] == 10  # the end
+    assert torch.load(previous, weights_only=True)["step"] == 8  # the last interval
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([latest.name, previous.name])
 
 
 def test_no_checkpoint_at_epoch_ends_without_an_interval(tmp_path):
     ckpt = tmp_path / "checkpoint.pt"
-    assert _run(ckpt, _cfg(total_updates=10)) and not checkpoint_files(ckpt)[1].exists()  # one write: the end
+    assert _run(ckpt, _cfg(total_updates=10)) and not previous_path(ckpt).exists()  # one write: the end
 
 
 def test_preemption_signal_checkpoints_at_the_end_of_the_update_then_calls_the_schedulers_handler(tmp_path):
@@ -90,7 +91,7 @@ def test_preemption_signal_checkpoints_at_the_end_of_the_update_then_calls_the_s
         pass
 
     def scheduler_handler(signum, frame):  # submitit's: requeue, then exit
-        calls.append(torch.load(tmp_path / "checkpoint.pt", weights_only=False)["step"])
+        calls.append(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"])
         raise Requeued
 
     previous = signal.signal(signal.SIGUSR2, scheduler_handler)

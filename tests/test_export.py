@@ -17,13 +17,13 @@ def _block(prefix: str, i: int, parts: list[str]) -> list[str]:
 
 # written out by hand from mmseg's VisionTransformer (mmseg/models/backbones/vit.py, TransformerEncoderLayer with
 # nn.MultiheadAttention and FFN) and tools/model_converters/vit2mmseg.py
-MMSEG_EXPECTED = ["backbone.cls_token", "backbone.pos_embed", "backbone.patch_embed.projection.weight",
-                  "backbone.patch_embed.projection.bias"] + [
-    k for i in range(2) for k in _block("backbone.layers.", i, [
+# (bare keys, as mmseg's converters write them for backbone.init_cfg)
+MMSEG_EXPECTED = ["cls_token", "pos_embed", "patch_embed.projection.weight", "patch_embed.projection.bias"] + [
+    k for i in range(2) for k in _block("layers.", i, [
         "ln1.weight", "ln1.bias", "attn.attn.in_proj_weight", "attn.attn.in_proj_bias", "attn.attn.out_proj.weight",
         "attn.attn.out_proj.bias", "ln2.weight", "ln2.bias", "ffn.layers.0.0.weight", "ffn.layers.0.0.bias",
         "ffn.layers.1.weight", "ffn.layers.1.bias"])
-] + ["backbone.ln1.weight", "backbone.ln1.bias"]
+] + ["ln1.weight", "ln1.bias"]
 
 # detectron2/modeling/backbone/vit.py (ViT with use_rel_pos=True, as ViTDet) under SimpleFeaturePyramid.net
 D2_EXPECTED = ["backbone.net.pos_embed", "backbone.net.patch_embed.proj.weight",
@@ -36,7 +36,7 @@ D2_EXPECTED = ["backbone.net.pos_embed", "backbone.net.patch_embed.proj.weight",
 
 
 def test_target_layouts_match_the_hand_written_key_lists():
-    assert target_layout("mmseg", CFG) == [k.removeprefix("backbone.") for k in MMSEG_EXPECTED]
+    assert target_layout("mmseg", CFG) == MMSEG_EXPECTED
     assert target_layout("detectron2", CFG) == [k.removeprefix("backbone.net.") for k in D2_EXPECTED]
 
 
@@ -46,9 +46,9 @@ def test_mmseg_export_covers_every_encoder_weight():
     assert sorted(out) == sorted(MMSEG_EXPECTED)
     assert report.missing == [] and report.unexpected == []
     assert set(report.mapped) == set(state)
-    assert torch.equal(out["backbone.layers.1.attn.attn.in_proj_weight"], state["blocks.1.attn.qkv.weight"])
-    assert torch.equal(out["backbone.layers.0.ffn.layers.1.weight"], state["blocks.0.mlp.fc2.weight"])
-    assert torch.equal(out["backbone.ln1.bias"], state["norm.bias"])
+    assert torch.equal(out["layers.1.attn.attn.in_proj_weight"], state["blocks.1.attn.qkv.weight"])
+    assert torch.equal(out["layers.0.ffn.layers.1.weight"], state["blocks.0.mlp.fc2.weight"])
+    assert torch.equal(out["ln1.bias"], state["norm.bias"])
 
 
 def test_detectron2_export_maps_all_but_cls_token_and_final_norm():
@@ -72,6 +72,40 @@ def test_export_command_writes_loadable_checkpoints(tmp_path, capsys):
     d2 = torch.load(tmp_path / "d.pth", weights_only=True)
     assert "backbone.net.blocks.1.mlp.fc2.bias" in d2["model"]
     assert (tmp_path / "r.json").exists()
-    bare = tmp_path / "bare.pth"
-    assert main(["export", str(tmp_path / "encoder.pt"), "--format", "mmseg", "--out", str(bare), "--prefix", ""]) == 0
-    assert "layers.0.ln1.weight" in torch.load(bare, weights_only=True)["state_dict"]
+    prefixed = tmp_path / "prefixed.pth"
+    assert main(["export", str(tmp_path / "encoder.pt"), "--format", "mmseg", "--out", str(prefixed),
+                 "--prefix", "backbone."]) == 0
+    assert "backbone.layers.0.ln1.weight" in torch.load(prefixed, weights_only=True)["state_dict"]
+
+
+def test_mmseg_export_writes_an_upernet_config_that_points_at_the_checkpoint(tmp_path):
+    """The config is plain Python (no mmseg needed to read it); its backbone matches the encoder."""
+    import runpy
+
+    save_encoder(build_encoder(CFG), CFG, tmp_path / "encoder.pt")
+    out = tmp_path / "vit.pth"
+    assert main(["export", str(tmp_path / "encoder.pt"), "--format", "mmseg", "--out", str(out),
+                 "--crop-size", "16"]) == 0
+    config = runpy.run_path(str(tmp_path / "vit_upernet.py"))
+    backbone = config["model"]["backbone"]
+    assert backbone["init_cfg"] == {"type": "Pretrained", "checkpoint": str(out.resolve())}
+    assert backbone["img_size"] == (16, 16) and backbone["patch_bias"] and backbone["norm_cfg"]["eps"] == 1e-6
+    assert config["load_from"] is None
+    keys = config["optim_wrapper"]["paramwise_cfg"]["custom_keys"]
+    assert keys["backbone.layers.1.attn.attn.in_proj_weight"] == {"lr_mult": 0.65, "decay_mult": 1.0}
+    assert keys["backbone.pos_embed"] == {"lr_mult": 0.65**3, "decay_mult": 0.0}
+    assert keys["backbone.layers.0.ln2.weight"]["decay_mult"] == 0.0
+
+
+def test_mmseg_export_resamples_positions_to_the_crop_as_the_encoder_does(tmp_path):
+    encoder = build_encoder(CFG).eval()
+    save_encoder(encoder, CFG, tmp_path / "encoder.pt")
+    assert main(["export", str(tmp_path / "encoder.pt"), "--format", "mmseg", "--out", str(tmp_path / "m.pth"),
+                 "--crop-size", "16"]) == 0
+    pos_embed = torch.load(tmp_path / "m.pth", weights_only=True)["state_dict"]["pos_embed"]
+    assert pos_embed.shape == (1, 1 + 16, 12)
+    dynamic = build_encoder(CFG, dynamic_img_size=True)
+    dynamic.load_state_dict(encoder.state_dict())
+    x = dynamic.patch_embed(torch.zeros(1, 3, 16, 16))
+    expected = dynamic._pos_embed(x) - torch.cat([dynamic.cls_token, x.flatten(1, 2)], dim=1)
+    torch.testing.assert_close(pos_embed, expected, rtol=0, atol=1e-6)

@@ -37,9 +37,11 @@ def test_dino_loss_and_centre_match_lightly():
     from harness.methods import METHODS
     from harness.models.vit import encoder_config
 
-    dino = METHODS.get("dino")(encoder_config("vit-tiny-16"), METHODS.get("dino").resolved_params("tiny", {"out_dim": out_dim}))
+    params = METHODS.get("dino").resolved_params("tiny", {"out_dim": out_dim})
+    dino = METHODS.get("dino")(encoder_config("vit-tiny-16"), params)
     dino.center.copy_(center)
-    dino._update_center(torch.cat(teacher))
+    dino._add_to_center(torch.cat(teacher))
+    dino._update_center()
     torch.testing.assert_close(dino.center, reference.center.reshape(1, -1))
 
 
@@ -121,7 +123,8 @@ def test_finetune_and_deit_augmentations_are_what_timm_builds_for_the_references
     from harness.transforms import classification_train_transform
 
     ft = TASKS.get("finetune").resolved_params("paper")
-    ours = classification_train_transform(32, ft["crop_min_scale"], ft["auto_augment"], ft["color_jitter"], ft["reprob"])
+    ours = classification_train_transform(32, ft["crop_min_scale"], ft["auto_augment"], ft["color_jitter"],
+                                          ft["reprob"])
     # BEiT's datasets.build_transform (training): timm's create_transform with these arguments
     beit = create_transform(32, is_training=True, color_jitter=0.4, auto_augment="rand-m9-mstd0.5-inc1",
                             interpolation="bicubic", re_prob=0.25, re_mode="pixel", re_count=1)
@@ -135,6 +138,17 @@ def test_finetune_and_deit_augmentations_are_what_timm_builds_for_the_references
                             interpolation="bicubic", re_prob=0.25, re_mode="pixel", re_count=1)
     assert repr(ours) == repr(deit)
     _same_outputs(ours, deit, seed=10)
+
+
+def test_randaugment_posterize_at_full_magnitude_gives_a_black_image_as_the_references_pillow():
+    from timm.data.auto_augment import NAME_TO_OP
+
+    from harness.transforms import classification_train_transform
+
+    classification_train_transform(32, 0.08, "rand-m9-mstd0.5-inc1", 0.4, 0.25)
+    image = Image.new("RGB", (8, 8), (200, 150, 100))
+    assert NAME_TO_OP["PosterizeIncreasing"](image, 0).getextrema() == ((0, 0),) * 3
+    assert NAME_TO_OP["PosterizeIncreasing"](image, 4).getpixel((0, 0)) == (192, 144, 96)
 
 
 def _reference_block_mask_count(rng: random.Random, height=14, width=14, target=75, min_patches=16,

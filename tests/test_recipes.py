@@ -94,6 +94,7 @@ def test_finetune_head_starts_at_beits_init_scale_and_layer_decay_follows_size()
     assert model.head.weight.std().item() == pytest.approx(std * 0.001)
     assert default_layer_decay(encoder_config("vit-b16")) == 0.65
     assert default_layer_decay(encoder_config("vit-s16")) == 0.65
+    assert default_layer_decay(encoder_config("vit-b16").__class__(224, 16, 1024, 24, 16)) == 0.75
     assert TASKS.get("finetune").resolved_params("paper")["warmup_epochs"] == 20
 
 
@@ -104,7 +105,9 @@ def test_finetune_reads_a_mean_pooling_encoder_with_fc_norm(tmp_path, monkeypatc
     from harness.tasks import finetune as ft
 
     save_encoder(build_encoder(CFG), CFG, tmp_path / "encoder.pt", pool="mean")
-    params = TASKS.get("finetune").resolved_params("tiny", {"epochs": 1, "batch_size": 128})
+    paper_recipe = {k: TASKS.get("finetune").resolved_params("paper")[k]
+                    for k in ("auto_augment", "reprob", "mixup", "cutmix", "crop_min_scale")}
+    params = TASKS.get("finetune").resolved_params("tiny", {"epochs": 1, "batch_size": 128, **paper_recipe})
     built = []
     original = ft.build_encoder
     monkeypatch.setattr(ft, "build_encoder", lambda *a, **k: built.append(original(*a, **k)) or built[-1])
@@ -156,12 +159,32 @@ def test_dino_freezes_its_last_layer_during_the_first_epoch_and_norms_it_per_arc
     assert norm_last_layer(paper, encoder_config("vit-s16")) is False
 
 
+def test_supervised_trains_with_deits_mixup_and_augmentation():
+    from PIL import Image
+
+    params = METHODS.get("supervised").resolved_params("paper", {"drop_path": 0.0})
+    method = METHODS.get("supervised")(CFG, params, num_classes=4)
+    image = Image.new("RGB", (20, 20), (10, 200, 30))
+    images = torch.stack([method.train_transform()(image) for _ in range(4)])
+    loss, logs = method.training_step((images, torch.tensor([0, 1, 2, 3])))
+    loss.backward()
+    assert torch.isfinite(loss) and method.mixup is not None and method.head.weight.grad is not None
+
+
 def test_supervised_is_deit_and_repeats_each_drawn_image_three_times():
     from harness.engine import TrainConfig, epoch_order
 
     p = METHODS.get("supervised").resolved_params("paper")
     assert (p["auto_augment"], p["mixup"], p["cutmix"], p["label_smoothing"], p["reprob"], p["repeated_aug"],
             p["crop_min_scale"]) == ("rand-m9-mstd0.5-inc1", 0.8, 1.0, 0.1, 0.25, 3, 0.08)
-    order = epoch_order(12, TrainConfig(batch_size=6, total_updates=1, warmup_updates=0, lr=1.0, repeated_aug=3), 0,
-                        torch.Generator())
+    order = epoch_order(12, TrainConfig(batch_size=6, total_updates=1, warmup_updates=0, lr=1.0, repeated_aug=3), 0)
     assert len(order) == 12 and all(order[i] == order[i + 1] == order[i + 2] for i in range(0, 12, 3))
+
+
+def test_plan_shows_every_resolved_parameter_set(tmp_path):
+    from harness.plan import resolved_params_lines
+
+    lines = resolved_params_lines(_downstream_study(tmp_path, ["none", "mae"]))
+    assert any(line.startswith("  method mae:") and " blr=" in line and " lr=" in line for line in lines)
+    finetune = [line for line in lines if line.startswith("  task finetune on synthetic-objects:")]
+    assert len(finetune) == 2 and {"pool=cls" in line for line in finetune} == {True, False}

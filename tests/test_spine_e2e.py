@@ -127,7 +127,7 @@ def test_local_driver_waits_for_an_upstream_run_by_another_driver(tmp_path, monk
     # the pre-training job now looks "running in another driver" (a live pid, no metrics yet) ...
     metrics = (pre_dir / R.METRICS).read_text()
     (pre_dir / R.METRICS).unlink()
-    R.atomic_write_json(pre_dir / R.SUBMITTED, {"executor": "local", "pid": os.getpid()})
+    R.atomic_write_json(pre_dir / R.SUBMITTED, {"executor": "local", "driver": R.process_identity()})
     (down_dir / R.METRICS).unlink()
     # ... and finishes a moment later
     threading.Timer(1.5, lambda: (pre_dir / R.METRICS).write_text(metrics)).start()

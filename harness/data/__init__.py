@@ -26,7 +26,7 @@ from filelock import FileLock
 from harness.data import ade20k, coco, imagefolder, inat
 from harness.data import catalog as _catalog  # noqa: F401  (registers the datasets)
 from harness.data.index import Index, cached_index
-from harness.data.manifests import Manifest, build_manifest, save_manifest
+from harness.data.manifests import Manifest, build_manifest, save_manifest, summary_path
 from harness.data.registry import DATASETS, DatasetInfo, register_dataset
 from harness.data.roots import cache_dir, configured_root, require_root
 from harness.errors import DataRootError
@@ -43,7 +43,7 @@ SYNTHETIC_SEED = 0
 
 __all__ = [
     "DATASETS", "DatasetInfo", "register_dataset", "LAYOUTS", "Index", "Manifest",
-    "resolve_root", "get_index", "get_manifest", "dataset_info", "synthetic_root", "check_dataset",
+    "resolve_root", "get_index", "get_manifest", "manifest_summary", "dataset_info", "synthetic_root", "check_dataset",
     "dataset_version", "dataset_fingerprint", "without_roots",
 ]
 
@@ -131,6 +131,19 @@ def get_manifest(name: str, split: str, fraction: float, seed: int) -> Manifest:
     if _MISSING is None or name not in _MISSING:
         save_manifest(manifest)
     return manifest
+
+
+def manifest_summary(name: str, split: str, fraction: float, seed: int) -> tuple[str, int]:
+    """(content hash, number of images) of ``get_manifest(...)``, kept in the cache after the first time: the
+    plan needs only these, and selecting a fraction of ImageNet's 1.28M images takes a noticeable time."""
+    from harness.results import atomic_write_json, read_json
+
+    path = summary_path(get_index(name, split), fraction, seed, dataset_info(name).labels_for_fractions)
+    if (doc := read_json(path)) is not None:
+        return doc["content_hash"], doc["images"]
+    manifest = get_manifest(name, split, fraction, seed)
+    atomic_write_json(path, {"content_hash": manifest.content_hash, "images": len(manifest)})
+    return manifest.content_hash, len(manifest)
 
 
 def check_dataset(name: str) -> dict[str, int]:

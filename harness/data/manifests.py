@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,19 @@ def manifest_path(m: Manifest) -> Path:
     # content-addressed: a changed index or selection rule never meets a stale file
     name = f"{m.dataset}-{m.split}-f{m.fraction:g}-s{m.seed}-{m.content_hash}.json"
     return cache_dir("manifests") / name
+
+
+@cache
+def _rule_stamp() -> str:
+    """A hash of this module, where the selection rule lives: a changed rule never meets a stale summary."""
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+
+
+def summary_path(index: Index, fraction: float, seed: int, balanced: bool) -> Path:
+    """Where the (content hash, size) of the manifest these inputs select is kept, keyed by the inputs."""
+    kind = "balanced" if balanced and index.labels is not None else "uniform"
+    name = f"{index.dataset}-{index.split}-f{fraction:g}-s{seed}-{kind}-{index.content_hash}-{_rule_stamp()}.json"
+    return cache_dir("manifests", "summaries") / name
 
 
 def save_manifest(m: Manifest) -> Path:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import yaml
+from harness import yamlfile
 
 from harness.errors import DataRootError
 
@@ -40,7 +40,7 @@ def configured_root(name: str) -> Path | None:
     if env := os.environ.get(env_var_for(name)):
         return Path(env).expanduser()
     if (f := data_roots_file()) is not None:
-        roots = yaml.safe_load(f.read_text()) or {}
+        roots = yamlfile.loads(f.read_text()) or {}
         if not isinstance(roots, dict):
             raise DataRootError(f"{f}: expected a mapping of dataset name to path, got {type(roots).__name__}")
         if name in roots and roots[name]:
@@ -87,9 +87,11 @@ def require_root(name: str, expected: str) -> Path:
             f"data-roots file ($HARNESS_DATA_ROOTS, ./data_roots.yaml or ~/.config/harness/data_roots.yaml); "
             f"expected layout: {expected}"
         )
+    if root.exists() and not root.is_dir():
+        raise DataRootError(f"dataset {name!r}: root {root} is a file, not a folder (expected layout: {expected})")
     if not root.is_dir():
         from harness.data.registry import DATASETS
 
         where = _where(name) if name in DATASETS and DATASETS.get(name).root else f"dataset {name!r}"
-        raise DataRootError(f"{where}: root {root} does not exist; {on_disk(root)} (expected layout: {expected})")
+        raise DataRootError(f"{where}: root {root} does not exist (expected layout: {expected}); {on_disk(root)}")
     return root

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import results as R
-from harness.errors import HarnessError
-from harness.job import JobSpec
-from harness.launch.state import JobStatus, job_statuses
-from harness.plan import Job, Plan
+from harness.errors import HarnessError, storage_error
+from harness.launch.state import JobStatus, claim_jobs, job_statuses, release_claims
+from harness.plan import Job, Plan, save_plan
+
+if TYPE_CHECKING:  # harness.job imports torch; status and collect import this package
+    from harness.job import JobSpec
 from harness.results import JobState
 
 EXECUTORS = ("debug", "local", "slurm")
@@ -39,6 +41,8 @@ def study_dir_for(plan: Plan, results_root: Path) -> Path:
 
 
 def job_spec(job: Job, plan: Plan, study_dir: Path) -> JobSpec:
+    from harness.job import JobSpec
+
     return JobSpec(job_id=job.id, stage=job.stage, config=job.config, coords=job.coords, study=plan.study.name,
                    scale=plan.study.scale_name, study_dir=str(study_dir), upstream=job.upstream,
                    device=plan.study.scale.device, datasets=plan.study.datasets,
@@ -68,6 +72,29 @@ def select(plan: Plan, statuses: dict[str, JobStatus], retry_failed: bool) -> tu
     return chosen, report
 
 
+def ensure_writable(study_dir: Path) -> None:
+    """Fail before any work when the results root is read-only or full, naming it."""
+    import tempfile
+
+    try:
+        study_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=study_dir):
+            pass
+    except OSError as e:
+        raise storage_error(e, study_dir.parent) from e
+
+
+def _run_here(specs: list[JobSpec], chosen: list[Job], executor: str, report: LaunchReport, max_parallel: int,
+              threads_per_job: int) -> dict[str, str]:
+    from harness.launch.local import run_debug, run_local
+
+    if executor == "debug":
+        return run_debug(specs)
+    timeout = max(j.resources.timeout_min for j in chosen)
+    gpus = {j.id: j.resources.gpus_per_node for j in chosen}
+    return run_local(specs, set(report.skipped_done), max_parallel, threads_per_job, timeout, gpus)
+
+
 def launch(plan: Plan, executor: str = "local", results_root: Path | None = None, retry_failed: bool = False,
            dry_run: bool = False, max_parallel: int = 2, threads_per_job: int = 1, profile=None) -> LaunchReport:
     if executor not in EXECUTORS:
@@ -76,33 +103,35 @@ def launch(plan: Plan, executor: str = "local", results_root: Path | None = None
     if unavailable:
         raise HarnessError("this study cannot run yet: " + "; ".join(unavailable) +
                            " (remove those methods from the study, or use a scale that does not list them)")
+    if max_parallel < 1:
+        raise HarnessError(f"--max-parallel must be at least 1 (got {max_parallel})")
     results_root = results_root or R.default_results_root()
     study_dir = study_dir_for(plan, results_root)
+    if not dry_run:  # a dry run writes nothing
+        ensure_writable(study_dir)
     statuses = job_statuses(plan.jobs, study_dir)
     chosen, report = select(plan, statuses, retry_failed)
+    if not dry_run:  # another driver may have taken some of them since the states were read
+        won = claim_jobs(chosen, statuses, study_dir, executor)
+        won_ids = {j.id for j in won}
+        report.skipped_running += [j.id for j in chosen if j.id not in won_ids]
+        chosen = won
     specs = [job_spec(j, plan, study_dir) for j in chosen]
     report.submitted = [s.job_id for s in specs]
     if dry_run and executor != "slurm":
         return report
-    for s in specs if not dry_run else []:  # a dry run writes nothing
-        s.job_dir.mkdir(parents=True, exist_ok=True)
-        (s.job_dir / R.FAILED).unlink(missing_ok=True)
+    if not dry_run:  # status, collect and report read the launched plan instead of re-planning
+        save_plan(plan, study_dir)
     if not specs:
         return report
-    if executor == "debug":
+    if executor in ("debug", "local"):
         from harness.launch.cancel import registered_driver
-        from harness.launch.local import run_debug
 
-        with registered_driver(study_dir, executor):
-            report.outcome = run_debug(specs)
-    elif executor == "local":
-        from harness.launch.cancel import registered_driver
-        from harness.launch.local import run_local
-
-        timeout = max(j.resources.timeout_min for j in chosen)
-        gpus = {j.id: j.resources.gpus_per_node for j in chosen}
-        with registered_driver(study_dir, executor):
-            report.outcome = run_local(specs, set(report.skipped_done), max_parallel, threads_per_job, timeout, gpus)
+        try:
+            with registered_driver(study_dir, executor):
+                report.outcome = _run_here(specs, chosen, executor, report, max_parallel, threads_per_job)
+        finally:
+            release_claims([s.job_dir for s in specs])
     else:
         from harness.launch.profiles import load_profile
         from harness.launch.slurm import submit_slurm

@@ -7,9 +7,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from harness import yamlfile
 from harness.errors import ConfigError
 from harness.registry import did_you_mean
 
@@ -46,7 +46,7 @@ def load_profile(name_or_path: str | None = None) -> ClusterProfile:
         guess = did_you_mean(choice, known)
         hint = f"; did you mean {guess!r}?" if guess else ""
         raise ConfigError(str(path), "", f"no cluster profile {choice!r}{hint} (known: {', '.join(known) or 'none'})")
-    data = yaml.safe_load(os.path.expandvars(path.read_text())) or {}
+    data = yamlfile.loads(os.path.expandvars(path.read_text())) or {}
     try:
         return ClusterProfile.model_validate(data)
     except ValidationError as e:

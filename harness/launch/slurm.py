@@ -89,8 +89,9 @@ def chunks(items: list, size: int) -> list[list]:
 
 
 def _record(spec: JobSpec, job) -> None:
+    claim = R.read_json(spec.job_dir / R.SUBMITTED) or {}  # this driver's claim (token, identity) stays
     R.atomic_write_json(spec.job_dir / R.SUBMITTED, {
-        "executor": "slurm", "slurm_id": job.job_id, "submitted_at": time.time(),
+        **claim, "executor": "slurm", "slurm_id": job.job_id, "submitted_at": time.time(),
         "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr)})
 
 

@@ -1,7 +1,8 @@
 """``beit``: BEiT's masked image modelling (Bao et al. 2021) with the paper's simple tokenizer.
 
 75 of every 196 patches, as BEiT's ``num_mask_patches`` (BEiT's blockwise masking; ``mask_ratio=0.75`` is the
-paper's setting for small datasets, ``mask_shape="random"`` for plain random masks) are replaced by a learned mask token; a linear head
+paper's setting for small datasets, ``mask_shape="random"`` for plain random masks) are replaced by a learned
+mask token; a linear head
 on the encoder's outputs predicts the masked patches' tokens (cross-entropy). Tokens come from
 ``harness.methods._tokenizer`` (cosine nearest element of a pixel-space vocabulary built by ``prepare`` from
 the pre-training images; cached per (manifest hash, tokenizer params, seed), which the job config already
@@ -41,15 +42,19 @@ class BEiT(PretrainMethod):
     relative_cost = 1.05  # measured FLOPs at ViT-B/16: encoder + vocabulary head + tokenizer (docs/methods.md)
     exact_under_accumulation = True
     recipe = ("BEiT ViT-B/16 (paper: ViT-S/16 and ViT-B/16): 800 epochs on ImageNet-1k, batch 2048, lr 1.5e-3, "
-              "warm-up 10 epochs, wd 0.05, clip 3.0, drop path 0.1, blockwise masking of 75/196 patches (75% on small sets)")
+              "warm-up 10 epochs, wd 0.05, clip 3.0, drop path 0.1, colour jitter 0.4, blockwise masking of 75/196 "
+              "patches (75% on small sets)")
     defaults = {
         # tiny: 1.5e-3 at batch 64 (the tiny-scale probe's best); paper: BEiT's 1.5e-3 at batch 2048
         "tiny": {"batch_size": 64, "blr": 6e-3, "warmup_epochs": 1, "clip_grad": 3.0, "drop_path": 0.0,
                  "mask_ratio": 75 / 196, "mask_shape": "block", "min_block_patches": 0, "crop_min_scale": 0.2,
+                 "color_jitter": 0.0,
                  **TOKENIZER_DEFAULTS["tiny"]},
-        "paper": {"batch_size": 2048, "blr": 1.875e-4, "warmup_epochs": 10, "clip_grad": 3.0, "drop_path": 0.1,
+        "paper": {"batch_size": 2048, "blr": 1.875e-4, "min_lr": 1e-5, "warmup_epochs": 10, "clip_grad": 3.0,
+                  "drop_path": 0.1,
                   "num_workers": 10,
                   "mask_ratio": 75 / 196, "mask_shape": "block", "min_block_patches": 16, "crop_min_scale": 0.08,
+                  "color_jitter": 0.4,
                   **TOKENIZER_DEFAULTS["paper"]},
     }
 
@@ -70,7 +75,8 @@ class BEiT(PretrainMethod):
     def train_transform(self):
         p, g = self.params, self.encoder_cfg.grid_size
         mask_fn = functools.partial(draw_mask, (g, g), p["mask_ratio"], p["mask_shape"], p["min_block_patches"] or None)
-        return WithMask(train_transform(self.encoder_cfg.img_size, min_scale=p["crop_min_scale"]), mask_fn)
+        return WithMask(train_transform(self.encoder_cfg.img_size, min_scale=p["crop_min_scale"],
+                                         color_jitter=p["color_jitter"]), mask_fn)
 
     def training_step(self, batch):
         (images, mask), _ = batch

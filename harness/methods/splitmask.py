@@ -43,11 +43,14 @@ class SplitMask(PretrainMethod):
         # tiny: 5e-4 at batch 64 (the tiny-scale probe); paper: BEiT's 1.5e-3 at batch 2048
         "tiny": {"batch_size": 64, "blr": 2e-3, "warmup_epochs": 1, "clip_grad": 3.0, "drop_path": 0.0,
                  "mask_ratio": 0.5, "decoder_depth": 2, "decoder_dim": 0, "decoder_heads": 0,
-                 "infonce_weight": 1.0, "temperature": 0.2, "crop_min_scale": 0.2, **TOKENIZER_DEFAULTS["tiny"]},
-        "paper": {"batch_size": 2048, "blr": 1.875e-4, "warmup_epochs": 10, "clip_grad": 3.0, "drop_path": 0.1,
+                 "infonce_weight": 1.0, "temperature": 0.2, "crop_min_scale": 0.2, "color_jitter": 0.0,
+                 **TOKENIZER_DEFAULTS["tiny"]},
+        "paper": {"batch_size": 2048, "blr": 1.875e-4, "min_lr": 1e-5, "warmup_epochs": 10, "clip_grad": 3.0,
+                  "drop_path": 0.1,
                   "num_workers": 10,
                   "mask_ratio": 0.5, "decoder_depth": 2, "decoder_dim": 0, "decoder_heads": 0,
-                  "infonce_weight": 1.0, "temperature": 0.2, "crop_min_scale": 0.08, **TOKENIZER_DEFAULTS["paper"]},
+                  "infonce_weight": 1.0, "temperature": 0.2, "crop_min_scale": 0.08, "color_jitter": 0.4,
+                  **TOKENIZER_DEFAULTS["paper"]},
     }
 
     def __init__(self, encoder_cfg, params, num_classes=None):
@@ -65,7 +68,8 @@ class SplitMask(PretrainMethod):
         self.tokenizer.prepare(data.dataset, data.cache_key, data.cache_dir)
 
     def train_transform(self):
-        return train_transform(self.encoder_cfg.img_size, min_scale=self.params["crop_min_scale"])
+        return train_transform(self.encoder_cfg.img_size, min_scale=self.params["crop_min_scale"],
+                               color_jitter=self.params["color_jitter"])
 
     def training_step(self, batch):
         images, _ = batch

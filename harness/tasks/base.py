@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import torch
 
 from harness.models.vit import EncoderConfig
-from harness.registry import Registry, resolve_params
+from harness.registry import POOL_FROM_METHOD, Registry, resolve_params  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -23,6 +23,7 @@ class TaskContext:
     seed: int
     device: torch.device
     scale: str
+    updates: int = 0  # the updates of the run's schedule, set by ``train_config``; reported in metrics.json
 
     @property
     def checkpoint_path(self) -> Path:
@@ -30,9 +31,14 @@ class TaskContext:
 
         return self.job_dir / CHECKPOINT
 
+    def train_config(self, n_train: int, num_layers: int | None = None):
+        """The engine's ``TrainConfig`` for training on ``n_train`` items with this job's parameters; the schedule
+        comes from ``harness.schedule``, as the plan computed it."""
+        from harness.schedule import downstream_schedule, train_config
 
-# a task's ``pool`` param: "method" = as the upstream method declares (resolved by `plan` into the job's params)
-POOL_FROM_METHOD = "method"
+        schedule = downstream_schedule(self.params, n_train)
+        self.updates = schedule.total_updates
+        return train_config(self.params, schedule, self.seed, num_layers)
 
 
 def metric(name: str, value: float, split: str = "val") -> dict[str, Any]:

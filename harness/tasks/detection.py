@@ -17,7 +17,7 @@ import torch
 from pycocotools.coco import COCO
 from torch.utils.data import DataLoader, Dataset
 
-from harness.engine import TrainConfig, eval_workers, train, updates_per_epoch
+from harness.engine import eval_workers, train
 from harness.models.vit import load_encoder_weights
 from harness.models.vitdet import DetectorConfig, build_maskrcnn
 from harness.tasks._coco_eval import coco_evaluate, detections_to_coco
@@ -69,12 +69,7 @@ def train_and_evaluate(ctx: TaskContext, train_set: Dataset, val_set: Dataset, g
         losses = model(list(images), targets)
         return sum(losses.values()), {k: v.item() for k, v in losses.items()}
 
-    per_epoch = updates_per_epoch(len(train_set), p["batch_size"])
-    tc = TrainConfig(batch_size=p["batch_size"], total_updates=p["epochs"] * per_epoch,
-                     warmup_updates=min(p["warmup_updates"], p["epochs"] * per_epoch // 2), lr=p["lr"],
-                     min_lr=p["min_lr"], weight_decay=p["weight_decay"], clip_grad=p["clip_grad"],
-                     layer_decay=p["layer_decay"], num_layers=ctx.encoder_cfg.depth, seed=ctx.seed,
-                     num_workers=p["num_workers"])
+    tc = ctx.train_config(len(train_set), num_layers=ctx.encoder_cfg.depth)
     state = train(model, step, train_set, tc, ctx.checkpoint_path, desc=f"detection {ctx.dataset}",
                   collate_fn=collate_detection, device=ctx.device)
     results = predict_coco(model, val_set, coco_ids, ctx.device, p["eval_batch_size"])

@@ -6,11 +6,13 @@ drop path, RandAugment + random erasing (timm's ``create_transform``), mixup/cut
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 from timm.loss import SoftTargetCrossEntropy
 
-from harness.engine import TrainConfig, train, updates_per_epoch
+from harness.engine import train
 from harness.models.vit import EncoderConfig, build_encoder, load_encoder_weights, timm_global_pool
 from harness.tasks._classification import labelled_split, task_pooling, topk_accuracy
 from harness.tasks.base import POOL_FROM_METHOD, DownstreamTask, TaskContext, metric, register_task
@@ -36,9 +38,10 @@ class FineTune(DownstreamTask):
                  "warmup_epochs": 1, "mixup": 0.0, "cutmix": 0.0, "clip_grad": None, "pool": POOL_FROM_METHOD,
                  "head_init_scale": 0.001, "crop_min_scale": 0.35, "auto_augment": None, "color_jitter": 0.0,
                  "reprob": 0.0},
-        # BEiT ViT-B fine-tuning on ImageNet-1k: lr 4e-3 at batch 1024, 100 epochs, 20 warm-up epochs
+        # BEiT ViT-B fine-tuning on ImageNet-1k: lr 4e-3 at batch 1024, 100 epochs, 20 warm-up epochs; layer decay
+        # 0.65 for the 12-layer ViT-B and ViT-S (None: per model size, default_layer_decay)
         "paper": {"epochs": 100, "batch_size": 1024, "blr": 1e-3, "lr_ref_batch": 256, "lr": None, "min_lr": 1e-6,
-                  "weight_decay": 0.05, "layer_decay": None, "drop_path": 0.1, "label_smoothing": 0.1,
+                  "weight_decay": 0.05, "layer_decay": 0.65, "drop_path": 0.1, "label_smoothing": 0.1,
                   "warmup_epochs": 20, "mixup": 0.8, "cutmix": 1.0, "clip_grad": None, "pool": POOL_FROM_METHOD,
                   "head_init_scale": 0.001, "crop_min_scale": 0.08, "auto_augment": "rand-m9-mstd0.5-inc1",
                   "color_jitter": 0.4, "reprob": 0.25, "num_workers": 10},
@@ -66,13 +69,10 @@ class FineTune(DownstreamTask):
                 return SoftTargetCrossEntropy()(model(images).float(), soft), {}
             return F.cross_entropy(model(images), labels, label_smoothing=p["label_smoothing"]), {}
 
-        per_epoch = updates_per_epoch(len(train_set), p["batch_size"])
         layer_decay = p["layer_decay"] if p["layer_decay"] is not None else default_layer_decay(cfg)
-        tc = TrainConfig(batch_size=p["batch_size"], total_updates=p["epochs"] * per_epoch,
-                         warmup_updates=p["warmup_epochs"] * per_epoch, lr=p["lr"], min_lr=p["min_lr"],
-                         weight_decay=p["weight_decay"], clip_grad=p["clip_grad"], layer_decay=layer_decay,
-                         num_layers=cfg.depth, seed=ctx.seed, num_workers=p.get("num_workers", 0))
-        state = train(model, step, train_set, tc, ctx.checkpoint_path, desc=f"finetune {ctx.dataset}", device=ctx.device)
+        tc = dataclasses.replace(ctx.train_config(len(train_set), num_layers=cfg.depth), layer_decay=layer_decay)
+        state = train(model, step, train_set, tc, ctx.checkpoint_path, desc=f"finetune {ctx.dataset}",
+                      device=ctx.device)
         acc = topk_accuracy(model, val_set, p["batch_size"], ctx.device, ks=(1, min(5, num_classes)))
         return [metric("top1", 100 * acc[1]), metric("top5", 100 * acc[min(5, num_classes)]),
                 metric("train_loss", state.history[-1]["loss"], "train")]

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from harness.engine import TrainConfig, train, updates_per_epoch
+from harness.engine import train
 from harness.tasks._classification import frozen_features, topk_correct, topk_ks, topk_metrics
 from harness.tasks.base import POOL_FROM_METHOD, DownstreamTask, TaskContext, metric, register_task
 
@@ -41,12 +41,14 @@ class LinearProbe(DownstreamTask):
     # one encoder forward per image (1/3 of a training step) once, whatever the number of head epochs
     relative_cost = 0.34 / 90
     defaults = {
-        "tiny": {"epochs": 30, "batch_size": 256, "blr": 3e-3, "lr_ref_batch": 256, "lr": None, "min_lr": 0.0, "weight_decay": 0.0,
-                 "warmup_epochs": 1, "pool": POOL_FROM_METHOD, "standardize": True, "feature_batch_size": 128},
+        "tiny": {"epochs": 30, "batch_size": 256, "blr": 3e-3, "lr_ref_batch": 256, "lr": None, "min_lr": 0.0,
+                 "weight_decay": 0.0, "warmup_epochs": 1, "pool": POOL_FROM_METHOD, "standardize": True,
+                 "feature_batch_size": 128},
         # 90 epochs as MAE's linear probe; AdamW instead of LARS/SGD (the shared engine's optimiser);
         # lr = blr x batch / 256: 3e-3 at batch 256 (tiny), 1e-3 at batch 1024 (paper)
-        "paper": {"epochs": 90, "batch_size": 1024, "blr": 2.5e-4, "lr_ref_batch": 256, "lr": None, "min_lr": 0.0, "weight_decay": 0.0,
-                  "warmup_epochs": 10, "pool": POOL_FROM_METHOD, "standardize": True, "feature_batch_size": 256},
+        "paper": {"epochs": 90, "batch_size": 1024, "blr": 2.5e-4, "lr_ref_batch": 256, "lr": None, "min_lr": 0.0,
+                  "weight_decay": 0.0, "warmup_epochs": 10, "pool": POOL_FROM_METHOD, "standardize": True,
+                  "feature_batch_size": 256},
     }
 
     def run(self, ctx: TaskContext):
@@ -66,10 +68,7 @@ def train_linear_head(features: torch.Tensor, labels: torch.Tensor, num_classes:
         mean, std = torch.zeros(features.shape[1]), torch.ones(features.shape[1])
     head = LinearHead(mean, std, num_classes).to(ctx.device)
     data = TensorDataset(features, labels)
-    per_epoch = updates_per_epoch(len(data), p["batch_size"])
-    tc = TrainConfig(batch_size=p["batch_size"], total_updates=p["epochs"] * per_epoch,
-                     warmup_updates=p["warmup_epochs"] * per_epoch, lr=p["lr"], min_lr=p["min_lr"],
-                     weight_decay=p["weight_decay"], seed=ctx.seed)
+    tc = ctx.train_config(len(data))
 
     def step(batch):
         x, y = batch

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from harness.engine import TrainConfig, eval_workers, train, updates_per_epoch
+from harness.engine import eval_workers, train
 from harness.models.upernet import SegmenterConfig, ViTUperNet
 from harness.models.vit import load_encoder_weights
 from harness.tasks._seg_metrics import IGNORE_INDEX, ConfusionTotals
@@ -94,12 +94,7 @@ def train_and_evaluate(ctx: TaskContext, train_set: Dataset, val_set: Dataset, n
         loss = F.cross_entropy(model(images), labels, ignore_index=IGNORE_INDEX)
         return loss, {}
 
-    per_epoch = updates_per_epoch(len(train_set), p["batch_size"])
-    total = p["updates"] or p["epochs"] * per_epoch
-    tc = TrainConfig(batch_size=p["batch_size"], total_updates=total,
-                     warmup_updates=min(p["warmup_updates"], total // 2), lr=p["lr"], min_lr=p["min_lr"],
-                     weight_decay=p["weight_decay"], layer_decay=p["layer_decay"],
-                     num_layers=ctx.encoder_cfg.depth, seed=ctx.seed, num_workers=p["num_workers"])
+    tc = ctx.train_config(len(train_set), num_layers=ctx.encoder_cfg.depth)
     state = train(model, step, train_set, tc, ctx.checkpoint_path, desc=f"segmentation {ctx.dataset}",
                   device=ctx.device)
     values = evaluate_segmentation(model, val_set, num_classes, ctx.device, p["test_size"], max(p["strides"]))
