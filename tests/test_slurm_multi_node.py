@@ -62,11 +62,11 @@ def _two_nodes_required():
 def _study(folder: Path, name: str, epochs: int, downstream: bool = True) -> Path:
     """A tiny study whose loaders use a worker: a scale of its own name, so that the method and task defaults
     are the paper's (which name ``num_workers``), brought down to the tiny model and data, without mixup and
-    cutmix (they draw in the main process, whose RNG differs by rank)."""
+    cutmix (they draw in the main process, whose RNG differs by rank) and without RandAugment."""
     folder.mkdir(parents=True, exist_ok=True)
     path = write_study(folder / f"{name}.yaml", name, epochs=(epochs,), downstream=downstream,
                        method_params={"drop_path": 0.0, "warmup_epochs": 1, "num_workers": 1, "mixup": 0.0,
-                                      "cutmix": 0.0},
+                                      "cutmix": 0.0, "auto_augment": None},
                        downstream_params={"batch_size": 32, "drop_path": 0.0, "warmup_epochs": 1, "mixup": 0.0,
                                           "cutmix": 0.0, "num_workers": 1},
                        resources={"pretrain": TWO_NODES, "downstream": TWO_NODES})

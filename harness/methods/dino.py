@@ -107,7 +107,6 @@ class DINO(PretrainMethod):
         teacher_encoder.load_state_dict(self.encoder.state_dict())
         self.teacher = nn.ModuleDict({"encoder": frozen_copy(teacher_encoder), "head": frozen_copy(self.head)})
         self.register_buffer("center", torch.zeros(1, params["out_dim"]))
-        self._pending_teacher: list[torch.Tensor] = []  # this update's teacher outputs, for the centre
         self.register_buffer("progress", torch.zeros(2, dtype=torch.long))  # (updates done, total updates)
 
     def train_transform(self):
@@ -141,14 +140,26 @@ class DINO(PretrainMethod):
             teacher_out = self.teacher["head"](encode(self.teacher["encoder"], globals_)[:, 0]).float()
         loss = dino_loss(student, list(teacher_out.chunk(2)), self.center, self.params["student_temp"],
                          self.teacher_temp())
-        if self.training:  # the centre moves once per update, in after_step: every micro-batch of an
-            self._pending_teacher.append(teacher_out)  # accumulated update is centred like the whole batch
+        if self.training:
+            self._add_to_center(teacher_out)
         return loss, {"teacher_temp": self.teacher_temp()}
 
     @torch.no_grad()
-    def _update_center(self, teacher_out: torch.Tensor) -> None:
-        batch_center = teacher_out.sum(dim=0, keepdim=True)
-        count = torch.tensor(float(len(teacher_out)), device=teacher_out.device)
+    def _add_to_center(self, teacher_out: torch.Tensor) -> None:
+        """Sum the teacher outputs of this (micro-)batch; the centre moves once per update, in ``after_step``,
+        so every micro-batch of an accumulated update is centred like the whole batch."""
+        pending = getattr(self, "_pending_center", None)
+        batch_sum = teacher_out.sum(dim=0, keepdim=True)
+        count = float(len(teacher_out))
+        self._pending_center = (batch_sum, count) if pending is None else (pending[0] + batch_sum, pending[1] + count)
+
+    @torch.no_grad()
+    def _update_center(self) -> None:
+        if getattr(self, "_pending_center", None) is None:
+            return
+        batch_center, n = self._pending_center
+        self._pending_center = None
+        count = torch.tensor(n, device=batch_center.device)
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(batch_center)
             dist.all_reduce(count)
@@ -161,9 +172,7 @@ class DINO(PretrainMethod):
                 p.grad = None  # AdamW skips a parameter without a gradient entirely, as in DINO
 
     def after_step(self, step, total_steps):
-        if self._pending_teacher:
-            self._update_center(torch.cat(self._pending_teacher))
-            self._pending_teacher.clear()
+        self._update_center()
         self.progress.copy_(torch.tensor([step, total_steps]))
         m = cosine_momentum(step, total_steps, self.params["momentum_teacher"])
         ema_update(self.teacher["encoder"], self.encoder, m)
