@@ -10,6 +10,7 @@ random numbers at this scale, so the results agree to float rounding.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -62,11 +63,11 @@ def _two_nodes_required():
 def _study(folder: Path, name: str, epochs: int, downstream: bool = True) -> Path:
     """A tiny study whose loaders use a worker: a scale of its own name, so that the method and task defaults
     are the paper's (which name ``num_workers``), brought down to the tiny model and data, without mixup and
-    cutmix (they draw in the main process, whose RNG differs by rank)."""
+    cutmix (they draw in the main process, whose RNG differs by rank) and without RandAugment."""
     folder.mkdir(parents=True, exist_ok=True)
     path = write_study(folder / f"{name}.yaml", name, epochs=(epochs,), downstream=downstream,
                        method_params={"drop_path": 0.0, "warmup_epochs": 1, "num_workers": 1, "mixup": 0.0,
-                                      "cutmix": 0.0},
+                                      "cutmix": 0.0, "auto_augment": ""},
                        downstream_params={"batch_size": 32, "drop_path": 0.0, "warmup_epochs": 1, "mixup": 0.0,
                                           "cutmix": 0.0, "num_workers": 1},
                        resources={"pretrain": TWO_NODES, "downstream": TWO_NODES})
@@ -87,9 +88,9 @@ def _encoder(job_dir: Path) -> dict:
 
 def _assert_close_states(a: dict, b: dict, job) -> None:
     """Equal to 1e-5, but for the attention's key bias: softmax ignores it, so its gradient is zero up to float
-    rounding, which Adam (dividing by the gradient's running size) turns into steps of a fraction of lr; the
-    key bias only has to stay within 1 % of lr per update of its reference."""
-    key_atol = 1e-2 * job.config["params"]["lr"] * job.config["schedule"]["total_updates"]
+    rounding, which Adam (dividing by the gradient's running size) turns into steps of up to about lr; the key
+    bias only has to stay within that bound, lr per update, of its reference."""
+    key_atol = job.config["params"]["lr"] * job.config["schedule"]["total_updates"]
     assert a.keys() == b.keys()
     for k in a:
         x, y = a[k], b[k]
@@ -169,8 +170,8 @@ def test_preempted_multi_node_job_resumes_from_its_checkpoint(tmp_path):
     final = wait_final(plan, tmp_path / "two" / "multi-node-preempt", timeout_s=600)[job.id]
     log = (job_dir / R.LOG).read_text()
     assert final.state == JobState.DONE and log.count(f"job {job.id} starts") == 2, (final, log)
-    saved_at = int(log.split("preemption signal: checkpoint written at update")[1].split()[0])
-    resumed_at = int(log.split("resumed from")[1].split("at update")[1].split()[0])
+    saved_at = int(re.search(r"preemption signal: checkpoint written at update (\d+)", log).group(1))
+    resumed_at = int(re.search(r"resumed from .* at update (\d+)", log).group(1))
     assert 0 < saved_at == resumed_at < job.config["schedule"]["total_updates"]
     assert f"Requeued job {slurm_job.job_id}" in slurm_job.paths.stderr.read_text() + slurm_job.paths.stdout.read_text()
     assert R.read_json(job_dir / R.ENV)["world_size"] == 2
