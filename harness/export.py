@@ -167,7 +167,10 @@ def cmd_export(args) -> int:
     print(report.summary())
     prefix = DEFAULT_PREFIX[args.format] if args.prefix is None else args.prefix
     if args.format == "mmseg" and prefix in ("", "backbone."):  # init_cfg or load_from
+        import torch
+
         from harness.mmseg_config import write_upernet_config
+        from harness.models.encoders import EncoderConfig
 
         payload = torch.load(args.encoder, map_location="cpu", weights_only=True)
         config = Path(args.config) if args.config else Path(args.out).with_name(Path(args.out).stem + "_upernet.py")

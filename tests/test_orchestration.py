@@ -263,3 +263,14 @@ def test_report_reads_job_parameters_from_the_launched_plan(tmp_path):
     jobs = pd.DataFrame({"job_id": [j.id for j in plan.downstream], "stage": "downstream", "method": None,
                          "task": "finetune"})
     assert sorted(varying_params(tmp_path / "s", jobs)) == ["epochs=1"] * 2 + ["epochs=2"] * 2
+
+
+def test_placeholder_manifests_of_missing_roots_leave_no_summary(tmp_path, monkeypatch):
+    from harness.data import manifest_summary, without_roots
+    from harness.data.roots import cache_dir
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    with without_roots() as missing:
+        digest, images = manifest_summary("imagenet", "train", 0.1, 0)
+    assert "imagenet" in missing and images >= 1 and digest
+    assert list(cache_dir("manifests", "summaries").iterdir()) == []

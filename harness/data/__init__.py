@@ -142,7 +142,8 @@ def manifest_summary(name: str, split: str, fraction: float, seed: int) -> tuple
     if (doc := read_json(path)) is not None:
         return doc["content_hash"], doc["images"]
     manifest = get_manifest(name, split, fraction, seed)
-    atomic_write_json(path, {"content_hash": manifest.content_hash, "images": len(manifest)})
+    if _MISSING is None or name not in _MISSING:  # a missing root's placeholders are never kept
+        atomic_write_json(path, {"content_hash": manifest.content_hash, "images": len(manifest)})
     return manifest.content_hash, len(manifest)
 
 
