@@ -87,4 +87,4 @@ class BEiT(PretrainMethod):
         loss = token_cross_entropy(logits, target)
         acc = (logits.argmax(-1) == target).float().mean().item()
         # the loss is a mean over masked patches, whose count varies from image to image (gradient accumulation)
-        return loss, {"mim_acc": acc, "mask_frac": mask.float().mean().item(), "loss_items": int(mask.sum())}
+        return loss, {"mim_acc": acc, "mask_frac": mask.float().mean().item(), "loss_items": float(mask.sum())}
