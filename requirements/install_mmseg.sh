@@ -41,4 +41,8 @@ fi
 echo "installing $wheel, mmengine $(pin mmengine), mmsegmentation $(pin mmsegmentation)"
 # -c: every package already in the venv keeps its pinned version (torch, numpy, ...)
 "${PIP[@]}" install -q -c "$LOCK" "$wheel" mmengine mmsegmentation ftfy regex
+# mmsegmentation's wheel also installs its own test suite as a top-level package `tests`, which shadows the
+# project's tests (`from tests.micro import ...`); it is not part of mmseg, so it goes
+site=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+if grep -q '^tests/__init__.py' "$site"/mmsegmentation-*.dist-info/RECORD 2>/dev/null; then rm -rf "$site/tests"; fi
 "$PY" -c 'import mmcv, mmcv.ops, mmseg.models; print("mmcv", mmcv.__version__, "mmseg", mmseg.__version__)'

@@ -159,3 +159,12 @@ def test_mmseg_trains_the_written_config_with_its_own_train_script(mmseg_registr
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert (tmp_path / "work" / "iter_2.pth").exists()
     assert "mIoU" in run.stdout + run.stderr
+
+
+def test_mmseg_install_leaves_the_projects_tests_package_alone(mmseg_registry):
+    """mmsegmentation's wheel ships a top-level ``tests`` package; make mmseg removes it, or it shadows ours."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("tests.micro")
+    assert spec is not None and Path(spec.origin).parent == Path(__file__).parent
