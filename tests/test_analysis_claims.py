@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from analysis.claims import FAILS, HOLDS, UNKNOWN, Claim, evaluate_claim, evaluate_study, load_claims, write_claims
-from analysis_frames import FrameBuilder, coco_frame, fractions_frame
+from tests.analysis_frames import FrameBuilder, coco_frame, fractions_frame
 
 STAND_INS = load_claims().stand_ins
 

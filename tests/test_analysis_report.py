@@ -11,7 +11,7 @@ from pathlib import Path
 
 from analysis.figures import write_figures
 from analysis.report import write_report
-from analysis_frames import FrameBuilder, coco_frame, fractions_frame
+from tests.analysis_frames import FrameBuilder, coco_frame, fractions_frame
 
 
 def test_figures_written_as_png_and_pdf(tmp_path):

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from analysis.tables import latex_escape, provenance_frame, study_tables, to_latex, to_markdown, write_tables
-from analysis_frames import FrameBuilder, coco_frame, fractions_frame
+from tests.analysis_frames import FrameBuilder, coco_frame, fractions_frame
 
 
 def _by_stem(frame):
