@@ -52,12 +52,14 @@ def _attach_log(job_dir: Path) -> logging.Handler:
     return handler
 
 
-def _configure_threads() -> None:
+def _configure_threads(config: dict[str, Any]) -> None:
     import os
 
     import torch
 
-    n = int(os.environ.get("HARNESS_THREADS", os.environ.get("SLURM_CPUS_PER_TASK", "0")) or 0)
+    # a CPU job's numbers depend on its torch thread count (the split of every reduction), so the plan fixes the
+    # count in the job's identity; the executor's choice only applies to jobs on other devices
+    n = config.get("threads") or int(os.environ.get("HARNESS_THREADS", os.environ.get("SLURM_CPUS_PER_TASK", "0")) or 0)
     if n > 0:
         torch.set_num_threads(n)
 
@@ -149,7 +151,7 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
     handler = _attach_log(job_dir) if main else logging.NullHandler()
     start = time.time()
     try:
-        _configure_threads()
+        _configure_threads(spec.config)
         log.info("job %s starts (%s)", spec.job_id, spec.stage)
         rows, updates = (run_pretrain if spec.stage == "pretrain" else run_downstream)(spec)
         doc = {"job_id": spec.job_id, "study": spec.study, "scale": spec.scale, "stage": spec.stage,

@@ -46,6 +46,9 @@ class PretrainMethod(nn.Module):
     defaults: ClassVar[dict[str, dict[str, Any]]] = {"tiny": {}, "paper": {}}
     # the reference recipe the paper-scale defaults follow (model, epochs, batch size, lr), for `harness methods`
     recipe: ClassVar[str] = ""
+    # bump when a change alters what training produces: it enters every job identity of the method, so results
+    # of the old behaviour are not reused (tests/test_fingerprints.py checks it)
+    version: ClassVar[int] = 1
 
     def __init__(self, encoder_cfg: EncoderConfig, params: dict[str, Any], num_classes: int | None = None):
         super().__init__()
