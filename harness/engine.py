@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from harness import distributed
-from harness.optim import build_optimizer, cosine_lr, set_lr
+from harness.optim import build_optimizer, cosine_lr, set_lr, set_weight_decay
 from harness.results import atomic_torch_save
 
 log = logging.getLogger("harness.engine")
@@ -40,11 +40,13 @@ class TrainConfig:
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.999)
     clip_grad: float | None = None
+    weight_decay_end: float | None = None  # cosine weight-decay schedule to this value (DINO); None: constant
     layer_decay: float | None = None
     num_layers: int | None = None
     seed: int = 0
     num_workers: int = 0
     drop_last: bool = True
+    repeated_aug: int = 0  # > 1: each epoch shows every drawn image that many times (DeiT; timm's RepeatAugSampler)
 
 
 @dataclass
@@ -84,7 +86,7 @@ def _set_rng_state(state: dict) -> None:
 def epoch_loader(dataset: Dataset, cfg: TrainConfig, epoch: int, collate_fn: Callable | None = None) -> DataLoader:
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
     batch_size = min(cfg.batch_size, len(dataset))
-    sampler = torch.randperm(len(dataset), generator=g).tolist()
+    sampler = epoch_order(len(dataset), cfg, epoch, g)
     if distributed.active():  # each rank takes its share of every global batch of the same permutation
         batches = [distributed.shard(sampler[i:i + batch_size]) for i in range(0, len(sampler), batch_size)
                    if not cfg.drop_last or i + batch_size <= len(sampler)]
@@ -93,6 +95,18 @@ def epoch_loader(dataset: Dataset, cfg: TrainConfig, epoch: int, collate_fn: Cal
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=cfg.num_workers,
                       drop_last=cfg.drop_last, collate_fn=collate_fn, generator=g,
                       persistent_workers=False, pin_memory=torch.cuda.is_available())
+
+
+def epoch_order(n: int, cfg: TrainConfig, epoch: int, generator: torch.Generator) -> list[int]:
+    """The global order of one epoch's items: a permutation, or timm's repeated-augmentation order (one draw
+    of n / repeats images, each ``repeats`` times in a row, so copies share a global batch as in DeiT)."""
+    if cfg.repeated_aug > 1:
+        from timm.data.distributed_sampler import RepeatAugSampler
+
+        sampler = RepeatAugSampler(range(n), num_replicas=1, rank=0, num_repeats=cfg.repeated_aug, selected_round=0)
+        sampler.set_epoch(cfg.seed * 1_000_003 + epoch)
+        return list(sampler)
+    return torch.randperm(n, generator=generator).tolist()
 
 
 def eval_workers(device: torch.device) -> int:
@@ -131,11 +145,13 @@ def train(
     device: torch.device | None = None,
     optimizer_model: nn.Module | None = None,
     stop_after_updates: int | None = None,
+    before_optimizer_step: Callable[[int, int], None] | None = None,
 ) -> TrainState:
     """Run ``cfg.total_updates`` optimiser steps of ``step_fn(batch) -> (loss, logs)`` over ``dataset``.
 
     ``optimizer_model`` restricts what is optimised (default: ``model``). ``stop_after_updates`` stops early
-    after that many updates with a checkpoint written (used to test resumption).
+    after that many updates with a checkpoint written (used to test resumption). ``before_optimizer_step(step,
+    total)`` runs between the (clipped) gradients and the update (e.g. DINO drops its last layer's gradients).
     """
     device = device or next(model.parameters()).device
     optimizer = build_optimizer(optimizer_model or model, cfg.lr, cfg.weight_decay, cfg.betas, cfg.layer_decay, cfg.num_layers)
@@ -170,6 +186,9 @@ def train(
             if state.step >= cfg.total_updates:
                 break
             set_lr(optimizer, cosine_lr(state.step, cfg.total_updates, cfg.warmup_updates, cfg.lr, cfg.min_lr))
+            if cfg.weight_decay_end is not None:
+                set_weight_decay(optimizer, cosine_lr(state.step, cfg.total_updates, 0, cfg.weight_decay,
+                                                      cfg.weight_decay_end))
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 loss, logs = step_fn(_to_device(batch, device))
             if not torch.isfinite(loss):
@@ -178,6 +197,8 @@ def train(
             loss.backward()
             if cfg.clip_grad:
                 nn.utils.clip_grad_norm_((optimizer_model or model).parameters(), cfg.clip_grad)
+            if before_optimizer_step is not None:
+                before_optimizer_step(state.step, cfg.total_updates)
             optimizer.step()
             state.step += 1
             if after_step is not None:

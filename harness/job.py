@@ -82,7 +82,7 @@ def run_pretrain(spec: JobSpec) -> tuple[list[dict], int]:
 
     if not method_cls.uses_data:
         method = method_cls(encoder_cfg, params, None)
-        save_encoder(method.exported_encoder(), encoder_cfg, job_dir / R.ENCODER)
+        save_encoder(method.exported_encoder(), encoder_cfg, job_dir / R.ENCODER, method.pooling)
         return [], 0
 
     data = cfg["data"]
@@ -97,15 +97,19 @@ def run_pretrain(spec: JobSpec) -> tuple[list[dict], int]:
                                 cache_dir("methods", cfg["method"])))
     dataset = ImageListDataset(index, manifest.indices, transform=method.train_transform())
     sched = cfg["schedule"]
+    method.updates_per_epoch = sched["total_updates"] / max(sched["epochs"], 1)
     tc = TrainConfig(batch_size=params["batch_size"], total_updates=sched["total_updates"],
                      warmup_updates=sched["warmup_updates"], lr=params["lr"], min_lr=params["min_lr"],
                      weight_decay=params["weight_decay"], betas=tuple(params["betas"]), clip_grad=params["clip_grad"],
-                     seed=cfg["seed"], num_workers=int(params.get("num_workers", 0)))
+                     weight_decay_end=params.get("weight_decay_end"), seed=cfg["seed"],
+                     num_workers=int(params.get("num_workers", 0)),
+                     repeated_aug=int(params.get("repeated_aug", 0)))
     state = train(method, method.training_step, dataset, tc, job_dir / R.CHECKPOINT,
                   desc=f"{spec.job_id[:40]}", after_step=method.after_step, collate_fn=method.collate_fn(),
-                  device=device, optimizer_model=method.optimized_module())
+                  device=device, optimizer_model=method.optimized_module(),
+                  before_optimizer_step=method.before_optimizer_step)
     if distributed.is_main():
-        save_encoder(method.exported_encoder(), encoder_cfg, job_dir / R.ENCODER)
+        save_encoder(method.exported_encoder(), encoder_cfg, job_dir / R.ENCODER, method.pooling)
     rows = [{"name": "pretrain_loss", "value": state.history[-1]["loss"], "split": "train"}]
     return rows, state.step
 

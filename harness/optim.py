@@ -7,6 +7,7 @@ import math
 import re
 
 import torch
+from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 NO_DECAY_NAMES = ("pos_embed", "cls_token", "mask_token", "dist_token", "reg_token")
@@ -28,6 +29,13 @@ def vit_layer_id(name: str, num_layers: int) -> int:
 
 def param_groups(model: nn.Module, weight_decay: float, layer_decay: float | None = None,
                  num_layers: int | None = None) -> list[dict]:
+    """AdamW groups: no decay for biases, norms, positions and tokens; with ``layer_decay``, lr scale
+    ``layer_decay ** (num_layers + 1 - depth)``. A bare timm ViT gets timm's own ``param_groups_layer_decay``
+    (BEiT's and MAE's rule); a ViT inside another model (detection, segmentation) gets the same rule here."""
+    if layer_decay is not None and isinstance(model, VisionTransformer):
+        from timm.optim import param_groups_layer_decay
+
+        return param_groups_layer_decay(model, weight_decay, model.no_weight_decay(), layer_decay=layer_decay)
     groups: dict[tuple[int, bool], dict] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -55,3 +63,10 @@ def cosine_lr(step: int, total: int, warmup: int, base_lr: float, min_lr: float 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for g in optimizer.param_groups:
         g["lr"] = lr * g.get("lr_scale", 1.0)
+
+
+def set_weight_decay(optimizer: torch.optim.Optimizer, weight_decay: float) -> None:
+    """Scheduled weight decay for the regularised groups (those excluded from decay stay at 0), as DINO."""
+    for g in optimizer.param_groups:
+        if g["weight_decay"] > 0:
+            g["weight_decay"] = weight_decay

@@ -155,6 +155,7 @@ def applies(entry, pre: Job) -> bool:
 def downstream_jobs(study: Study, upstream: list[Job]) -> list[Job]:
     from harness.data import check_dataset, dataset_fingerprint, dataset_info
     from harness.tasks import TASKS
+    from harness.tasks.base import POOL_FROM_METHOD
 
     s = study.scale
     jobs = []
@@ -171,6 +172,8 @@ def downstream_jobs(study: Study, upstream: list[Job]) -> list[Job]:
                 params = cls.resolved_params(study.scale_name, entry.params)
             except KeyError as e:
                 raise ConfigError(study.source, f"downstream[{i}].params", str(e.args[0])) from None
+            if params.get("pool") == POOL_FROM_METHOD and (method_cls := _method_class(pre.coords["method"])):
+                params = {**params, "pool": method_cls.pooling}  # how the upstream method's encoder is read
             info = dataset_info(entry.dataset)
             if info.kind != cls.dataset_kind:
                 raise ConfigError(study.source, f"downstream[{i}].dataset", f"task {entry.task!r} needs a "

@@ -85,4 +85,12 @@ def resolve_params(kind: str, name: str, defaults: dict[str, dict[str, Any]], sc
     if unknown:
         raise KeyError(f"{kind} {name!r} has no parameter(s) {sorted(unknown)}; known: {sorted(params)}")
     params.update(overrides or {})
-    return params
+    return with_scaled_lr(params)
+
+
+def with_scaled_lr(params: dict[str, Any]) -> dict[str, Any]:
+    """The learning-rate rule of the references: ``lr = blr x batch_size / lr_ref_batch`` (BEiT, MAE, DINO: 256;
+    DeiT: 512), unless ``lr`` is set explicitly. Params without a ``blr`` are returned unchanged."""
+    if params.get("blr") is None or params.get("lr") is not None:
+        return params
+    return {**params, "lr": params["blr"] * params["batch_size"] / params["lr_ref_batch"]}

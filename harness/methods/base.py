@@ -20,9 +20,11 @@ from timm.models.vision_transformer import VisionTransformer
 from harness.models.vit import EncoderConfig, build_encoder
 from harness.registry import Registry, resolve_params
 
+# ``lr`` None: derived from ``blr`` by the reference's rule, lr = blr x batch_size / lr_ref_batch (a study may set
+# ``lr`` itself); ``weight_decay_end``: a cosine weight-decay schedule to that value (DINO), None = constant
 OPTIM_DEFAULTS: dict[str, Any] = {
-    "batch_size": 64, "lr": 1.5e-3, "min_lr": 1e-6, "weight_decay": 0.05, "betas": [0.9, 0.999],
-    "warmup_epochs": 1, "clip_grad": None,
+    "batch_size": 64, "blr": None, "lr_ref_batch": 256, "lr": None, "min_lr": 1e-6, "weight_decay": 0.05,
+    "weight_decay_end": None, "betas": [0.9, 0.999], "warmup_epochs": 1, "clip_grad": None,
 }
 
 
@@ -49,10 +51,15 @@ class PretrainMethod(nn.Module):
     # bump when a change alters what training produces: it enters every job identity of the method, so results
     # of the old behaviour are not reused (tests/test_fingerprints.py checks it)
     version: ClassVar[int] = 1
+    # how downstream tasks read the exported encoder: "cls" (class token) or "mean" (mean of the patch tokens);
+    # stored in encoder.pt and resolved into every downstream job's params (a study may override it there)
+    pooling: ClassVar[str] = "cls"
 
     def __init__(self, encoder_cfg: EncoderConfig, params: dict[str, Any], num_classes: int | None = None):
         super().__init__()
         self.encoder_cfg, self.params, self.num_classes = encoder_cfg, params, num_classes
+        # updates in one epoch of the schedule's reference data (set by the job; 0 when unknown)
+        self.updates_per_epoch = 0.0
         self.encoder: VisionTransformer = build_encoder(encoder_cfg, drop_path_rate=params.get("drop_path", 0.0))
 
     @classmethod
@@ -71,6 +78,9 @@ class PretrainMethod(nn.Module):
 
     def training_step(self, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
+
+    def before_optimizer_step(self, step: int, total_steps: int) -> None:
+        """Called with the gradients in place, before each update (e.g. DINO freezes its last layer)."""
 
     def after_step(self, step: int, total_steps: int) -> None:
         """Called after every optimiser step (e.g. EMA teacher update)."""

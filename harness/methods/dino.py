@@ -11,8 +11,10 @@ centred (EMA centre, momentum ``center_momentum``) and sharpened (temperature wa
 teacher is not optimised (``optimized_module`` is the student) and **the exported encoder is the teacher's**,
 as DINO evaluates it.
 
-Not reproduced: DINO's weight-decay schedule (0.04 -> 0.4; the shared engine keeps it constant) and the
-freezing of the last layer during the first epoch.
+As ``main_dino.py``: weight decay follows a cosine from ``weight_decay`` 0.04 to ``weight_decay_end`` 0.4; the
+last layer of the head gets no update during the first ``freeze_last_layer`` epochs; ``norm_last_layer``
+(None: per architecture, as DINO's help text recommends: fixed norm for ViT-B, learned for ViT-S) decides
+whether the last layer's norm is fixed to 1.
 """
 
 from __future__ import annotations
@@ -62,20 +64,31 @@ class MultiCrop:
         return [self.global_1(img), self.global_2(img)] + [self.local(img) for _ in range(self.local_crops)]
 
 
+def norm_last_layer(params: dict, encoder_cfg) -> bool:
+    """DINO's ``norm_last_layer``: the study's value, or per architecture (True from ViT-B's width up)."""
+    if params["norm_last_layer"] is not None:
+        return bool(params["norm_last_layer"])
+    return encoder_cfg.embed_dim >= 768
+
+
 @register_method("dino")
 class DINO(PretrainMethod):
     description = "DINO: multi-crop self-distillation, EMA teacher, centring + sharpening (exports the teacher)"
+    pooling = "cls"  # DINO evaluates the class token (eval_knn.py, eval_linear.py)
     relative_cost = 4.6  # FLOPs at ViT-S/16: student on 2x224 + 10x96 crops, teacher fwd on 2x224 (docs/methods.md)
     recipe = ("DINO ViT-S/16: 300-800 epochs on ImageNet-1k, batch 1024, lr 5e-4 x batch/256 = 2e-3, wd 0.04 "
-              "(DINO: -> 0.4), warm-up 10 epochs, clip 3.0, drop path 0.1, out_dim 65536, 2x224 + 10x96 crops, "
+              "-> 0.4 (cosine), last layer frozen for 1 epoch, warm-up 10 epochs, clip 3.0, drop path 0.1, out_dim 65536, 2x224 + 10x96 crops, "
               "teacher temp 0.04 -> 0.07 over 30 epochs, teacher momentum 0.996 -> 1")
+    # lr = blr x batch / 256 (main_dino.py); tiny: 5e-4 at batch 64 (the tiny-scale probe)
     defaults = {
-        "tiny": {"batch_size": 64, "lr": 5e-4, "min_lr": 1e-5, "weight_decay": 0.04, "warmup_epochs": 1,
+        "tiny": {"batch_size": 64, "blr": 2e-3, "min_lr": 1e-6, "weight_decay": 0.04, "weight_decay_end": 0.4,
+                 "warmup_epochs": 1, "freeze_last_layer": 1, "norm_last_layer": True,
                  "clip_grad": 3.0, "drop_path": 0.0, "out_dim": 256, "head_hidden_dim": 256, "head_bottleneck_dim": 64,
                  "local_crops": 4, "local_crop_size": 0, "global_min_scale": 0.4, "local_max_scale": 0.4,
                  "local_min_scale": 0.05, "student_temp": 0.1, "warmup_teacher_temp": 0.04, "teacher_temp": 0.04,
                  "teacher_temp_warmup": 0.1, "momentum_teacher": 0.996, "center_momentum": 0.9},
-        "paper": {"batch_size": 1024, "lr": 2e-3, "min_lr": 1e-5, "weight_decay": 0.04, "warmup_epochs": 10,
+        "paper": {"batch_size": 1024, "blr": 5e-4, "min_lr": 1e-6, "weight_decay": 0.04, "weight_decay_end": 0.4,
+                  "warmup_epochs": 10, "freeze_last_layer": 1, "norm_last_layer": None,
                   "num_workers": 10,
                   "clip_grad": 3.0, "drop_path": 0.1, "out_dim": 65536, "head_hidden_dim": 2048,
                   "head_bottleneck_dim": 256, "local_crops": 10, "local_crop_size": 0, "global_min_scale": 0.4,
@@ -87,7 +100,7 @@ class DINO(PretrainMethod):
     def __init__(self, encoder_cfg, params, num_classes=None):
         super().__init__(encoder_cfg, params, num_classes)
         self.head = DINOHead(encoder_cfg.embed_dim, params["out_dim"], params["head_hidden_dim"],
-                             params["head_bottleneck_dim"])
+                             params["head_bottleneck_dim"], norm_last_layer=norm_last_layer(params, encoder_cfg))
         teacher_encoder = build_encoder(encoder_cfg)  # no drop path in the teacher
         teacher_encoder.load_state_dict(self.encoder.state_dict())
         self.teacher = nn.ModuleDict({"encoder": frozen_copy(teacher_encoder), "head": frozen_copy(self.head)})
@@ -138,6 +151,11 @@ class DINO(PretrainMethod):
             dist.all_reduce(count)
         m = self.params["center_momentum"]
         self.center.mul_(m).add_(batch_center / count, alpha=1 - m)
+
+    def before_optimizer_step(self, step, total_steps):
+        if step < self.params["freeze_last_layer"] * self.updates_per_epoch:
+            for p in self.head.last_layer_parameters():
+                p.grad = None  # AdamW skips a parameter without a gradient entirely, as in DINO
 
     def after_step(self, step, total_steps):
         self.progress.copy_(torch.tensor([step, total_steps]))

@@ -9,5 +9,8 @@ from harness.methods.base import PretrainMethod, register_method
 class RandomInit(PretrainMethod):
     description = "no pre-training: random initialisation (the from-scratch baseline)"
     uses_data = False
+    # training from scratch is DeiT's recipe, which classifies from the class token; the from-scratch baseline
+    # of BEiT's and MAE's tables is that DeiT model
+    pooling = "cls"
     relative_cost = 0.0
     defaults = {"tiny": {}, "paper": {}}

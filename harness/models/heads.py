@@ -49,9 +49,11 @@ class MaskedDecoder(nn.Module):
 
 class DINOHead(nn.Module):
     """DINO's head: 3-layer MLP (GELU) to a bottleneck, L2 normalisation, then a weight-normalised linear layer
-    without bias whose norm is fixed to 1 (DINO's ``norm_last_layer=True``)."""
+    without bias: direction ``last_layer_direction`` times a norm that is fixed to 1 (``norm_last_layer=True``)
+    or learned from 1 (``last_layer_gain``, DINO's ``weight_g``)."""
 
-    def __init__(self, in_dim: int, out_dim: int, hidden_dim: int = 2048, bottleneck_dim: int = 256, layers: int = 3):
+    def __init__(self, in_dim: int, out_dim: int, hidden_dim: int = 2048, bottleneck_dim: int = 256, layers: int = 3,
+                 norm_last_layer: bool = True):
         super().__init__()
         dims = [in_dim] + [hidden_dim] * (layers - 1) + [bottleneck_dim]
         mlp: list[nn.Module] = []
@@ -61,12 +63,19 @@ class DINOHead(nn.Module):
                 mlp.append(nn.GELU())
         self.mlp = nn.Sequential(*mlp)
         self.last_layer_direction = nn.Parameter(torch.empty(out_dim, bottleneck_dim))
+        self.last_layer_gain = None if norm_last_layer else nn.Parameter(torch.ones(out_dim, 1))
         self.apply(_init_linear)
         nn.init.trunc_normal_(self.last_layer_direction, std=0.02)
 
+    def last_layer_parameters(self) -> list[nn.Parameter]:
+        return [p for p in (self.last_layer_direction, self.last_layer_gain) if p is not None]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.normalize(self.mlp(x), dim=-1)
-        return F.linear(x, F.normalize(self.last_layer_direction, dim=-1))
+        weight = F.normalize(self.last_layer_direction, dim=-1)
+        if self.last_layer_gain is not None:
+            weight = weight * self.last_layer_gain
+        return F.linear(x, weight)
 
 
 def _init_linear(m: nn.Module) -> None:

@@ -12,11 +12,17 @@ from torch.utils.data import DataLoader
 from harness.data import get_index
 from harness.engine import eval_workers
 from harness.data.images import ImageListDataset
-from harness.models.vit import build_encoder, load_encoder_weights
-from harness.tasks.base import TaskContext, metric
+from harness.models.vit import POOLINGS, build_encoder, encoder_pooling, load_encoder_weights
+from harness.tasks.base import POOL_FROM_METHOD, TaskContext, metric
 from harness.transforms import eval_transform
 
-POOLINGS = ("cls", "mean")
+
+def task_pooling(ctx: TaskContext) -> str:
+    """The job's ``pool`` param; "method" (a job that `plan` did not resolve) reads the encoder's declaration."""
+    pool = ctx.params["pool"]
+    if pool != POOL_FROM_METHOD:
+        return pool
+    return encoder_pooling(ctx.encoder_path) if ctx.encoder_path is not None else "cls"
 
 
 def labelled_split(dataset: str, split: str, transform) -> ImageListDataset:
@@ -99,8 +105,10 @@ class FrozenFeatures:
     num_classes: int
 
 
-def frozen_features(ctx: TaskContext, pool: str, batch_size: int) -> FrozenFeatures:
-    """Train and val features of ``ctx.dataset`` from the frozen encoder, with the evaluation transform."""
+def frozen_features(ctx: TaskContext, batch_size: int) -> FrozenFeatures:
+    """Train and val features of ``ctx.dataset`` from the frozen encoder (read with the job's pooling), with the
+    evaluation transform."""
+    pool = task_pooling(ctx)
     encoder = frozen_encoder(ctx)
     transform = eval_transform(ctx.encoder_cfg.img_size)
     train_set = labelled_split(ctx.dataset, "train", transform)

@@ -31,6 +31,10 @@ class TaskContext:
         return self.job_dir / CHECKPOINT
 
 
+# a task's ``pool`` param: "method" = as the upstream method declares (resolved by `plan` into the job's params)
+POOL_FROM_METHOD = "method"
+
+
 def metric(name: str, value: float, split: str = "val") -> dict[str, Any]:
     return {"name": name, "value": float(value), "split": split}
 

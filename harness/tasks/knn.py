@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.tasks._classification import frozen_features, topk_correct, topk_ks, topk_metrics
-from harness.tasks.base import DownstreamTask, TaskContext, register_task
+from harness.tasks.base import POOL_FROM_METHOD, DownstreamTask, TaskContext, register_task
 
 
 @torch.no_grad()
@@ -35,12 +35,12 @@ class KNN(DownstreamTask):
     metric_names = ("top1", "top5")
     relative_cost = 0.34  # one forward per image, no training
     defaults = {
-        "tiny": {"k": 20, "temperature": 0.07, "pool": "cls", "feature_batch_size": 128},
-        "paper": {"k": 20, "temperature": 0.07, "pool": "cls", "feature_batch_size": 256},
+        "tiny": {"k": 20, "temperature": 0.07, "pool": POOL_FROM_METHOD, "feature_batch_size": 128},
+        "paper": {"k": 20, "temperature": 0.07, "pool": POOL_FROM_METHOD, "feature_batch_size": 256},
     }
 
     def run(self, ctx: TaskContext):
         p = ctx.params
-        f = frozen_features(ctx, p["pool"], p["feature_batch_size"])
+        f = frozen_features(ctx, p["feature_batch_size"])
         scores = knn_scores(f.train_x, f.train_y, f.val_x, f.num_classes, p["k"], p["temperature"])
         return topk_metrics(topk_correct(scores, f.val_y, topk_ks(f.num_classes)), len(f.val_y))

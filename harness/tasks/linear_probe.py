@@ -15,7 +15,7 @@ from torch.utils.data import TensorDataset
 
 from harness.engine import TrainConfig, train, updates_per_epoch
 from harness.tasks._classification import frozen_features, topk_correct, topk_ks, topk_metrics
-from harness.tasks.base import DownstreamTask, TaskContext, metric, register_task
+from harness.tasks.base import POOL_FROM_METHOD, DownstreamTask, TaskContext, metric, register_task
 
 
 class LinearHead(nn.Module):
@@ -41,16 +41,17 @@ class LinearProbe(DownstreamTask):
     # one encoder forward per image (1/3 of a training step) once, whatever the number of head epochs
     relative_cost = 0.34 / 90
     defaults = {
-        "tiny": {"epochs": 30, "batch_size": 256, "lr": 3e-3, "min_lr": 0.0, "weight_decay": 0.0,
-                 "warmup_epochs": 1, "pool": "cls", "standardize": True, "feature_batch_size": 128},
-        # 90 epochs as MAE's linear probe; AdamW instead of LARS/SGD (the shared engine's optimiser)
-        "paper": {"epochs": 90, "batch_size": 1024, "lr": 1e-3, "min_lr": 0.0, "weight_decay": 0.0,
-                  "warmup_epochs": 10, "pool": "cls", "standardize": True, "feature_batch_size": 256},
+        "tiny": {"epochs": 30, "batch_size": 256, "blr": 3e-3, "lr_ref_batch": 256, "lr": None, "min_lr": 0.0, "weight_decay": 0.0,
+                 "warmup_epochs": 1, "pool": POOL_FROM_METHOD, "standardize": True, "feature_batch_size": 128},
+        # 90 epochs as MAE's linear probe; AdamW instead of LARS/SGD (the shared engine's optimiser);
+        # lr = blr x batch / 256: 3e-3 at batch 256 (tiny), 1e-3 at batch 1024 (paper)
+        "paper": {"epochs": 90, "batch_size": 1024, "blr": 2.5e-4, "lr_ref_batch": 256, "lr": None, "min_lr": 0.0, "weight_decay": 0.0,
+                  "warmup_epochs": 10, "pool": POOL_FROM_METHOD, "standardize": True, "feature_batch_size": 256},
     }
 
     def run(self, ctx: TaskContext):
         p = ctx.params
-        f = frozen_features(ctx, p["pool"], p["feature_batch_size"])
+        f = frozen_features(ctx, p["feature_batch_size"])
         head, state = train_linear_head(f.train_x, f.train_y, f.num_classes, p, ctx)
         with torch.no_grad():
             scores = head(f.val_x.to(ctx.device)).cpu()
