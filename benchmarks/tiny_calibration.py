@@ -99,9 +99,12 @@ def run_points(points: list[tuple[Point, list[int], list[str]]], model: str, roo
         jobs.update(plan.by_id())
     merged = Plan(plans[0][1].study, [j for j in jobs.values() if j.stage == "pretrain"] +
                   [j for j in jobs.values() if j.stage == "downstream"])
-    t0 = time.time()
+    t0, cpu0 = time.time(), _children_cpu_s()
     report = launch(merged, executor="local", results_root=root, max_parallel=max_parallel)
-    print(f"  {len(report.submitted)} jobs run, {len(report.skipped_done)} reused, {time.time() - t0:.0f} s", flush=True)
+    # CPU seconds of the jobs run: on a shared machine their wall time says little, this is what they cost
+    cpu = _children_cpu_s() - cpu0
+    print(f"  {len(report.submitted)} jobs run, {len(report.skipped_done)} reused, {time.time() - t0:.0f} s wall, "
+          f"{cpu:.0f} CPU s", flush=True)
     if report.failed:
         raise RuntimeError(f"calibration jobs failed: {report.failed} (see {root / merged.study.name})")
     frame = collect_frame(root / merged.study.name, only=set(jobs))
@@ -112,8 +115,16 @@ def run_points(points: list[tuple[Point, list[int], list[str]]], model: str, roo
             rows.append({**asdict(point), "seed": int(r["seed"]), "stage": r["stage"], "task": r["task"],
                          "metric": r["metric"], "split": r["split"], "value": float(r["value"]),
                          "updates": int(r["updates"]) if r["updates"] == r["updates"] else None,
-                         "wall_time_s": float(r["wall_time_s"]), "job_id": r["job_id"]})
+                         "wall_time_s": float(r["wall_time_s"]), "job_id": r["job_id"],
+                         "launch_cpu_s": round(cpu, 1), "launch_jobs_run": len(report.submitted)})
     return rows
+
+
+def _children_cpu_s() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def sample(rows: list[dict], **where) -> Sample:
@@ -194,12 +205,14 @@ def main(argv: list[str] | None = None) -> int:
     write(rows, "lr")
 
     tasks = ["finetune", "knn", "linear_probe"]
-    for i, epochs in enumerate(args.epochs):
-        print(f"rung 2: {epochs} pre-training epochs over {len(seeds)} seeds", flush=True)
-        final = [(Point("final", "none", None, short, ft), seeds, tasks)] if i == 0 else []
-        final += [(Point("final", m, chosen_blr[m], epochs, ft), seeds, tasks) for m in args.methods]
-        rows += run_points(final, args.model, args.results, args.max_parallel, base)
-        write(rows, f"final {epochs} epochs")
+    rows += run_points([(Point("final", "none", None, short, ft), seeds, tasks)], args.model, args.results,
+                       args.max_parallel, base)
+    for epochs in args.epochs:
+        for m in args.methods:  # one method at a time, its table row written as soon as it is measured
+            print(f"rung 2: {m}, {epochs} pre-training epochs over {len(seeds)} seeds", flush=True)
+            rows += run_points([(Point("final", m, chosen_blr[m], epochs, ft), seeds, tasks)], args.model,
+                               args.results, args.max_parallel, base)
+            write(rows, f"final: {m} at {epochs} epochs")
     return 0
 
 
