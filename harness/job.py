@@ -89,12 +89,14 @@ def _attach_log(job_dir: Path) -> logging.Handler:
     return handler
 
 
-def _configure_threads() -> None:
+def _configure_threads(config: dict[str, Any]) -> None:
     import os
 
     import torch
 
-    n = int(os.environ.get("HARNESS_THREADS", os.environ.get("SLURM_CPUS_PER_TASK", "0")) or 0)
+    # a CPU job's numbers depend on its torch thread count (the split of every reduction), so the plan fixes the
+    # count in the job's identity; the executor's choice only applies to jobs on other devices
+    n = config.get("threads") or int(os.environ.get("HARNESS_THREADS", os.environ.get("SLURM_CPUS_PER_TASK", "0")) or 0)
     if n > 0:
         torch.set_num_threads(n)
 
@@ -201,7 +203,7 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
             (job_dir / R.FAILED).unlink(missing_ok=True)
             R.atomic_write_json(job_dir / R.SPEC, asdict(spec))
             R.atomic_write_json(job_dir / R.ENV, {**environment(), "world_size": distributed.world_size()})
-        _configure_threads()
+        _configure_threads(spec.config)
         log.info("job %s starts (%s)", spec.job_id, spec.stage)
         with _curves(spec, main) as curves:
             rows, updates = (run_pretrain if spec.stage == "pretrain" else run_downstream)(spec)

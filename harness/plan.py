@@ -1,10 +1,11 @@
 """Plan: a validated study -> the list of jobs to run, each with an identity, coordinates and dependencies.
 
 A job's identity is a short hash of the canonical JSON of its resolved configuration: method/task parameters
-after defaults and overrides, the encoder, the data (the fraction manifest's content hash and a synthetic set's
-generator version; for a downstream job the fingerprint of its dataset), the schedule in updates, the seed and,
-for a downstream job, its upstream job's identity. Resources, paths, the
-study's name and the scale's name are excluded, so moving a job to another cluster keeps its results.
+after defaults and overrides, the method's or task's behaviour ``version``, the encoder, the data (the fraction
+manifest's content hash and a synthetic set's generator version; for a downstream job the fingerprint of its
+dataset), the schedule in updates, the seed, for a job on the CPU its torch thread count (bitwise results depend
+on it) and, for a downstream job, its upstream job's identity. Other resources, paths, the study's name and the
+scale's name are excluded, so moving a job to another cluster keeps its results.
 """
 
 from __future__ import annotations
@@ -145,7 +146,8 @@ def pretrain_jobs(study: Study) -> list[Job]:
         fractions, epochs_list = (grid.fractions, grid.epochs) if uses_data else ([None], [None])
         for dataset, fraction, epochs, seed in product(datasets, fractions, epochs_list, grid.seeds):
             config: dict[str, Any] = {"stage": "pretrain", "method": method, "params": params,
-                                      "model": model, "seed": seed, **_loader_marker(params)}
+                                      "version": cls.version if cls else None, "model": model, "seed": seed,
+                                      **_loader_marker(params)}
             alias = None
             if dataset is not None:
                 info = dataset_info(dataset)
@@ -159,6 +161,8 @@ def pretrain_jobs(study: Study) -> list[Job]:
                                   "manifest": manifest_hash, "images": images}
                 config["schedule"] = pretrain_schedule(reference_size(dataset), images, params.get("batch_size", 64),
                                                        epochs, grid.schedule, params.get("warmup_epochs", 0))
+            if s.device == "cpu":  # bitwise results depend on the torch thread count; see harness.job
+                config["threads"] = resources.cpus_per_task
             coords = {"method": method, "pretrain_dataset": dataset, "fraction": fraction,
                       "epochs": epochs, "seed": seed, "task": None, "task_dataset": None}
             job_id = f"pre-{_pretrain_prefix(coords, alias)}-{identity(config)}"
@@ -203,13 +207,16 @@ def downstream_jobs(study: Study, upstream: list[Job]) -> list[Job]:
             if info.kind != cls.dataset_kind:
                 raise ConfigError(study.source, f"downstream[{i}].dataset", f"task {entry.task!r} needs a "
                                   f"{cls.dataset_kind} dataset, but {entry.dataset!r} is a {info.kind} dataset")
-            config = {"stage": "downstream", "task": entry.task, "params": params, "dataset": entry.dataset,
+            config = {"stage": "downstream", "task": entry.task, "params": params, "version": cls.version,
+                      "dataset": entry.dataset,
                       "dataset_fingerprint": fingerprints[entry.dataset], "model": pre.config["model"],
                       "upstream": pre.id, "seed": pre.coords["seed"], **_loader_marker(params)}
+            resources = s.resources.for_job("downstream", pre.coords["method"])
+            if s.device == "cpu":
+                config["threads"] = resources.cpus_per_task
             coords = {**pre.coords, "task": entry.task, "task_dataset": entry.dataset}
             pre_alias = dataset_info(pre.coords["pretrain_dataset"]).alias if pre.coords["pretrain_dataset"] else None
             job_id = f"{entry.task}.{info.alias}-{_pretrain_prefix(pre.coords, pre_alias)}-{identity(config)}"
-            resources = s.resources.for_job("downstream", pre.coords["method"])
             if resources.grad_accumulation > 1:
                 raise ConfigError(study.source, "resources.downstream.grad_accumulation",
                                   "downstream tasks do not accumulate gradients; use grad_accumulation: 1")

@@ -51,6 +51,9 @@ class PretrainMethod(nn.Module):
     defaults: ClassVar[dict[str, dict[str, Any]]] = {"tiny": {}, "paper": {}}
     # the reference recipe the paper-scale defaults follow (model, epochs, batch size, lr), for `harness methods`
     recipe: ClassVar[str] = ""
+    # bump when a change alters what training produces: it enters every job identity of the method, so results
+    # of the old behaviour are not reused (tests/test_fingerprints.py checks it)
+    version: ClassVar[int] = 1
     # how downstream tasks read the exported encoder: "cls" (class token) or "mean" (mean of the patch tokens);
     # stored in encoder.pt and resolved into every downstream job's params (a study may override it there)
     pooling: ClassVar[str] = "cls"

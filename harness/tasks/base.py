@@ -53,6 +53,9 @@ class DownstreamTask:
     # train-step FLOPs per image / one encoder forward+backward at the encoder's size; used by `plan`
     relative_cost: ClassVar[float] = 1.0
     defaults: ClassVar[dict[str, dict[str, Any]]] = {"tiny": {}, "paper": {}}
+    # bump when a change alters what the task measures: it enters every job identity of the task, so results
+    # of the old behaviour are not reused (tests/test_fingerprints.py checks it)
+    version: ClassVar[int] = 1
 
     @classmethod
     def resolved_params(cls, scale: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
