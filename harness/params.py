@@ -30,6 +30,8 @@ def _type_name(default: Any) -> str:
 
 
 def _has_type(value: Any, default: Any, name: str = "") -> bool:
+    if value is None and name in OPTIONAL_NUMBERS:  # e.g. epochs: None where a task runs a number of updates
+        return True
     if default is None:
         return value is None or name not in OPTIONAL_NUMBERS or (isinstance(value, Real) and not isinstance(value, bool))
     if isinstance(default, bool):
