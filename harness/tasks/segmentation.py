@@ -2,11 +2,12 @@
 ADE20k conventions (labels 0..K-1 after "reduce zero label", 255 ignored), evaluated over the whole val split by
 mIoU, mAcc and aAcc (``harness.tasks._seg_metrics``) at the labels' original resolution.
 
-Recipe at paper scale (BEiT's ADE20k UperNet, ViT-B): AdamW lr 7e-4, batch 16, 160k updates (~127 epochs of
+Recipe at paper scale (BEiT's ADE20k UperNet for self-supervised ViT-B, ``..._pt.py``; the table with sources is
+in docs/recipes.md): AdamW lr 7e-4 (absolute, as in the reference), batch 16, 160k updates (~127 epochs of
 ADE20k's 20,210 images), 512 crops after a random rescale of the short side by 0.5-2.0 x 512, flips, layer-wise
-lr decay 0.65, weight decay 0.05, drop path 0.1, 1500 warm-up updates. Differences, stated: evaluation of the
-whole image resized to short side 512 (no sliding window), no photometric distortion, no auxiliary FCN head,
-LayerNorm instead of SyncBatchNorm in the adapter.
+lr decay 0.65, weight decay 0.05, drop path 0.1, 1500 warm-up updates, UperHead width 768. Differences, stated:
+evaluation of the whole image resized to short side 512 (no sliding window), no photometric distortion, no
+auxiliary FCN head, LayerNorm instead of SyncBatchNorm in the adapter, cosine decay instead of poly.
 """
 
 from __future__ import annotations
@@ -119,7 +120,8 @@ class Segmentation(DownstreamTask):
                   "weight_decay": 0.05, "layer_decay": 0.65, "warmup_updates": 1500, "num_workers": 8,
                   "crop_size": 512, "test_size": 512, "ratio_range": [0.5, 2.0], "strides": [4, 8, 16, 32],
                   "block_indices": [3, 5, 7, 11],  # BEiT's out_indices for 12 blocks
-                  "decoder_channels": 512, "dropout": 0.1, "drop_path": 0.1},
+                  "decoder_channels": 768,  # BEiT's ADE20k configs set the UperHead's channels to the ViT width
+                  "dropout": 0.1, "drop_path": 0.1},
     }
 
     def run(self, ctx: TaskContext):
