@@ -5,8 +5,10 @@ the tiny scale still resolves."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 from harness.tasks import TASKS
+from harness.tasks import segmentation
 
 VITDET_B = {"epochs": 100, "batch_size": 64, "lr": 1e-4, "weight_decay": 0.1, "layer_decay": 0.7,
             "drop_path": 0.1, "warmup_updates": 250, "clip_grad": None, "test_size": 1024, "max_size": 1024,
@@ -17,7 +19,7 @@ VITDET_B = {"epochs": 100, "batch_size": 64, "lr": 1e-4, "weight_decay": 0.1, "l
 BEIT_ADE20K_B = {"updates": 160000, "batch_size": 16, "lr": 7e-4, "min_lr": 0.0, "weight_decay": 0.05,
                  "layer_decay": 0.65, "drop_path": 0.1, "warmup_updates": 1500, "crop_size": 512,
                  "test_size": 512, "ratio_range": [0.5, 2.0], "block_indices": [3, 5, 7, 11],
-                 "decoder_channels": 768, "dropout": 0.1}
+                 "decoder_channels": 768, "dropout": 0.1, "test_max_size": 2048, "test_stride": 341}
 
 
 @pytest.mark.parametrize("task, reference", [("detection", VITDET_B), ("segmentation", BEIT_ADE20K_B)])
@@ -30,6 +32,41 @@ def test_paper_scale_defaults_are_the_reference_values(task, reference):
 def test_the_tiny_scale_still_resolves_with_its_own_values(task):
     tiny = TASKS.get(task).resolved_params("tiny")
     paper = TASKS.get(task).resolved_params("paper")
-    assert set(tiny) == set(paper)
+    assert set(tiny) == set(paper) - {"test_max_size", "test_stride"}  # tiny: whole-image evaluation
     assert tiny["lr"] > 0 and tiny["batch_size"] == 8 and tiny["lr"] != paper["lr"]
     assert tiny["decoder_channels" if task == "segmentation" else "fpn_channels"] == 64
+
+
+def test_sliding_windows_follow_mmsegs_grid_and_end_flush():
+    assert segmentation._window_starts(1000, 512, 341) == [0, 341, 488]
+    assert segmentation._window_starts(512, 512, 341) == [0]
+    assert segmentation._window_starts(64, 64, 48) == [0]
+
+
+class _ShapeRecorder(torch.nn.Module):
+    """A per-pixel (1x1 conv) segmenter that records the input sizes it is given."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.head = torch.nn.Conv2d(3, 5, 1)
+        self.sizes = []
+
+    def forward(self, x):
+        self.sizes.append(tuple(x.shape[-2:]))
+        return self.head(x)
+
+
+def test_sliding_evaluation_sees_only_windows_and_averages_back_to_the_whole_image():
+    image = torch.rand(3, 40, 100)
+    whole_model, slide_model = _ShapeRecorder(), _ShapeRecorder()
+    whole = segmentation.predict_map(whole_model, image, test_size=64, multiple=16)
+    slid = segmentation.predict_map(slide_model, image, test_size=64, multiple=16, slide=(64, 48))
+    assert whole_model.sizes == [(64, 160)]
+    assert slide_model.sizes == [(64, 64)] * 3  # windows at 0, 48 and 96 (flush with the end)
+    assert slid.shape == (40, 100) and torch.equal(slid, whole)  # a per-pixel model: overlaps average exactly
+
+
+def test_the_long_side_is_capped_like_mmsegs_keep_ratio_resize():
+    x, nh, nw = segmentation._resized_padded(torch.rand(3, 30, 300), test_size=32, max_size=128, multiple=16)
+    assert (nh, nw) == (13, 128) and x.shape[-2:] == (16, 128)

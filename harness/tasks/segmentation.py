@@ -5,9 +5,10 @@ mIoU, mAcc and aAcc (``harness.tasks._seg_metrics``) at the labels' original res
 Recipe at paper scale (BEiT's ADE20k UperNet for self-supervised ViT-B, ``..._pt.py``; the table with sources is
 in docs/recipes.md): AdamW lr 7e-4 (absolute, as in the reference), batch 16, 160k updates (~127 epochs of
 ADE20k's 20,210 images), 512 crops after a random rescale of the short side by 0.5-2.0 x 512, flips, layer-wise
-lr decay 0.65, weight decay 0.05, drop path 0.1, 1500 warm-up updates, UperHead width 768. Differences, stated:
-evaluation of the whole image resized to short side 512 (no sliding window), no photometric distortion, no
-auxiliary FCN head, LayerNorm instead of SyncBatchNorm in the adapter, cosine decay instead of poly.
+lr decay 0.65, weight decay 0.05, drop path 0.1, 1500 warm-up updates, UperHead width 768; evaluation by 512
+windows 341 apart over the image resized to short side 512 (long side <= 2048). Differences, stated: no
+photometric distortion, no auxiliary FCN head, LayerNorm instead of SyncBatchNorm in the adapter, cosine decay
+instead of poly. The tiny scale evaluates whole images (no ``test_stride``).
 """
 
 from __future__ import annotations
@@ -55,27 +56,60 @@ class RandomShortSideScale:
         return Resize(size)(image, label)
 
 
-@torch.no_grad()
-def predict_map(model: torch.nn.Module, image: torch.Tensor, test_size: int, multiple: int) -> torch.Tensor:
-    """Class map (H x W, the image's own size) from the whole image resized to short side ``test_size`` and
-    zero-padded to a multiple of ``multiple``; logits are cropped, resized back bilinearly, then argmaxed."""
+def _resized_padded(image: torch.Tensor, test_size: int, max_size: int | None,
+                    multiple: int) -> tuple[torch.Tensor, int, int]:
+    """``image`` resized to short side ``test_size`` (long side at most ``max_size``, as mmseg's keep-ratio
+    Resize), zero-padded to a multiple of ``multiple``; with the resized height and width."""
     h, w = image.shape[-2:]
     scale = test_size / min(h, w)
+    if max_size is not None:
+        scale = min(scale, max_size / max(h, w))
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
     x = F.interpolate(image[None], size=(nh, nw), mode="bilinear", align_corners=False)
-    ph, pw = (-nh) % multiple, (-nw) % multiple
-    x = F.pad(x, (0, pw, 0, ph))
-    logits = model(x)[..., :nh, :nw].float()
-    return F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)[0].argmax(0)
+    return F.pad(x, (0, (-nw) % multiple, 0, (-nh) % multiple)), nh, nw
+
+
+def _window_starts(length: int, window: int, stride: int) -> list[int]:
+    """mmseg's slide grid: windows ``stride`` apart, the last one flush with the end."""
+    count = max(length - window + stride - 1, 0) // stride + 1
+    return sorted({max(min(i * stride, length - window), 0) for i in range(count)})
+
+
+def _sliding_logits(model: torch.nn.Module, x: torch.Tensor, window: int, stride: int) -> torch.Tensor:
+    """Logits of ``x`` (1 x 3 x H x W) averaged over overlapping ``window`` crops (mmseg ``mode='slide'``)."""
+    H, W = x.shape[-2:]
+    wh, ww = min(window, H), min(window, W)
+    total, count = None, torch.zeros(1, 1, H, W, device=x.device)
+    for y in _window_starts(H, wh, stride):
+        for xs in _window_starts(W, ww, stride):
+            logits = model(x[..., y:y + wh, xs:xs + ww]).float()
+            if total is None:
+                total = torch.zeros(1, logits.shape[1], H, W, device=x.device)
+            total[..., y:y + wh, xs:xs + ww] += logits
+            count[..., y:y + wh, xs:xs + ww] += 1
+    return total / count
+
+
+@torch.no_grad()
+def predict_map(model: torch.nn.Module, image: torch.Tensor, test_size: int, multiple: int,
+                max_size: int | None = None, slide: tuple[int, int] | None = None) -> torch.Tensor:
+    """Class map (H x W, the image's own size) from the image resized to short side ``test_size`` and
+    zero-padded to a multiple of ``multiple``: one pass over the whole image, or with ``slide`` = (window,
+    stride) logits averaged over overlapping windows; logits are cropped, resized back bilinearly, argmaxed."""
+    h, w = image.shape[-2:]
+    x, nh, nw = _resized_padded(image, test_size, max_size, multiple)
+    logits = model(x).float() if slide is None else _sliding_logits(model, x, *slide)
+    return F.interpolate(logits[..., :nh, :nw], size=(h, w), mode="bilinear", align_corners=False)[0].argmax(0)
 
 
 def evaluate_segmentation(model: torch.nn.Module, dataset: Dataset, num_classes: int, device: torch.device,
-                          test_size: int, multiple: int) -> dict[str, float]:
+                          test_size: int, multiple: int, max_size: int | None = None,
+                          slide: tuple[int, int] | None = None) -> dict[str, float]:
     model.eval()
     totals = ConfusionTotals(num_classes, IGNORE_INDEX)
     for image, label in DataLoader(dataset, batch_size=None, shuffle=False, num_workers=eval_workers(device)):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            prediction = predict_map(model, image.to(device), test_size, multiple)
+            prediction = predict_map(model, image.to(device), test_size, multiple, max_size, slide)
         totals.update(prediction.cpu(), label)
     return totals.metrics()
 
@@ -98,7 +132,10 @@ def train_and_evaluate(ctx: TaskContext, train_set: Dataset, val_set: Dataset, n
     tc = ctx.train_config(len(train_set), num_layers=ctx.encoder_cfg.depth)
     state = train(model, step, train_set, tc, ctx.checkpoint_path, desc=f"segmentation {ctx.dataset}",
                   device=ctx.device)
-    values = evaluate_segmentation(model, val_set, num_classes, ctx.device, p["test_size"], max(p["strides"]))
+    # the paper scale slides crop-size windows (BEiT's test_cfg); a scale without `test_stride` sees whole images
+    slide = (p["crop_size"], p["test_stride"]) if p.get("test_stride") else None
+    values = evaluate_segmentation(model, val_set, num_classes, ctx.device, p["test_size"], max(p["strides"]),
+                                   p.get("test_max_size"), slide)
     log.info("segmentation on %s: %s", ctx.dataset, values)
     return [metric(k, v) for k, v in values.items()] + [metric("train_loss", state.history[-1]["loss"], "train")]
 
@@ -119,6 +156,7 @@ class Segmentation(DownstreamTask):
         "paper": {"epochs": None, "updates": 160000, "batch_size": 16, "lr": 7e-4, "min_lr": 0.0,
                   "weight_decay": 0.05, "layer_decay": 0.65, "warmup_updates": 1500, "num_workers": 8,
                   "crop_size": 512, "test_size": 512, "ratio_range": [0.5, 2.0], "strides": [4, 8, 16, 32],
+                  "test_max_size": 2048, "test_stride": 341,  # BEiT's test_cfg: mode='slide', stride (341, 341)
                   "block_indices": [3, 5, 7, 11],  # BEiT's out_indices for 12 blocks
                   "decoder_channels": 768,  # BEiT's ADE20k configs set the UperHead's channels to the ViT width
                   "dropout": 0.1, "drop_path": 0.1},
