@@ -12,6 +12,7 @@ from harness.tasks import segmentation
 
 VITDET_B = {"epochs": 100, "batch_size": 64, "lr": 1e-4, "weight_decay": 0.1, "layer_decay": 0.7,
             "drop_path": 0.1, "warmup_updates": 250, "clip_grad": None, "test_size": 1024, "max_size": 1024,
+            "train_sizes": [1024], "lsj_scale_range": [0.1, 2.0],
             "strides": [4, 8, 16, 32], "fpn_channels": 256, "rpn_conv_depth": 2, "box_head_convs": [256] * 4,
             "box_head_fc": 1024, "mask_head_convs": [256] * 4, "detections_per_image": 100,
             "rpn_batch_per_image": 256, "box_batch_per_image": 512}
@@ -32,7 +33,8 @@ def test_paper_scale_defaults_are_the_reference_values(task, reference):
 def test_the_tiny_scale_still_resolves_with_its_own_values(task):
     tiny = TASKS.get(task).resolved_params("tiny")
     paper = TASKS.get(task).resolved_params("paper")
-    assert set(tiny) == set(paper) - {"test_max_size", "test_stride"}  # tiny: whole-image evaluation
+    # tiny: whole-image segmentation evaluation, no large-scale jitter
+    assert set(tiny) == set(paper) - {"test_max_size", "test_stride", "lsj_scale_range"}
     assert tiny["lr"] > 0 and tiny["batch_size"] == 8 and tiny["lr"] != paper["lr"]
     assert tiny["decoder_channels" if task == "segmentation" else "fpn_channels"] == 64
 
@@ -70,3 +72,36 @@ def test_sliding_evaluation_sees_only_windows_and_averages_back_to_the_whole_ima
 def test_the_long_side_is_capped_like_mmsegs_keep_ratio_resize():
     x, nh, nw = segmentation._resized_padded(torch.rand(3, 30, 300), test_size=32, max_size=128, multiple=16)
     assert (nh, nw) == (13, 128) and x.shape[-2:] == (16, 128)
+
+
+def _two_squares(h: int, w: int):
+    masks = torch.zeros(2, h, w, dtype=torch.uint8)
+    masks[0, 2:10, 4:20] = 1
+    masks[1, h - 8:h - 2, w - 6:w - 1] = 1
+    boxes = torch.tensor([[4.0, 2.0, 20.0, 10.0], [w - 6.0, h - 8.0, w - 1.0, h - 2.0]])
+    return torch.rand(3, h, w), {"boxes": boxes, "labels": torch.tensor([1, 2]), "masks": masks,
+                                 "area": torch.tensor([128.0, 30.0]), "iscrowd": torch.zeros(2), "image_id": 7}
+
+
+def test_large_scale_jitter_gives_square_padded_crops_with_boxes_from_their_masks():
+    from harness.tasks.detection import LargeScaleJitter
+
+    torch.manual_seed(0)
+    jitter = LargeScaleJitter(64, (0.1, 2.0))
+    for _ in range(20):
+        image, target = jitter(*_two_squares(48, 80))
+        assert image.shape == (3, 64, 64) and target["masks"].shape[-2:] == (64, 64)
+        n = len(target["labels"])
+        assert target["boxes"].shape == (n, 4) and len(target["area"]) == n and target["image_id"] == 7
+        for box, mask in zip(target["boxes"], target["masks"]):
+            ys, xs = torch.nonzero(mask, as_tuple=True)
+            assert box.tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+
+
+def test_large_scale_jitter_at_scale_one_keeps_a_fitting_image_and_its_boxes():
+    from harness.tasks.detection import LargeScaleJitter
+
+    image, target = _two_squares(40, 80)
+    out, jittered = LargeScaleJitter(80, (1.0, 1.0))(image, target)
+    assert torch.equal(out[:, :40], image) and not out[:, 40:].any()
+    assert torch.equal(jittered["boxes"], target["boxes"]) and jittered["labels"].tolist() == [1, 2]
