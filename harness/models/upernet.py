@@ -48,7 +48,7 @@ class SegmenterConfig:
     num_classes: int
     strides: tuple[int, ...] = (4, 8, 16, 32)
     block_indices: tuple[int, ...] | None = None  # default: ends of the four quarters
-    decoder_channels: int = 512  # BEiT's UperHead channels
+    decoder_channels: int = 512  # the base UperHead width; BEiT's ViT-B ADE20k configs (and `segmentation`) use 768
     dropout: float = 0.1
     drop_path: float = 0.0
 
