@@ -20,7 +20,8 @@ VITDET_B = {"epochs": 100, "batch_size": 64, "lr": 1e-4, "weight_decay": 0.1, "l
 BEIT_ADE20K_B = {"updates": 160000, "batch_size": 16, "lr": 7e-4, "min_lr": 0.0, "weight_decay": 0.05,
                  "layer_decay": 0.65, "drop_path": 0.1, "warmup_updates": 1500, "crop_size": 512,
                  "test_size": 512, "ratio_range": [0.5, 2.0], "block_indices": [3, 5, 7, 11],
-                 "decoder_channels": 768, "dropout": 0.1, "test_max_size": 2048, "test_stride": 341}
+                 "decoder_channels": 768, "dropout": 0.1, "test_max_size": 2048, "test_stride": 341,
+                 "cat_max_ratio": 0.75, "photometric_distortion": True}
 
 
 @pytest.mark.parametrize("task, reference", [("detection", VITDET_B), ("segmentation", BEIT_ADE20K_B)])
@@ -33,8 +34,9 @@ def test_paper_scale_defaults_are_the_reference_values(task, reference):
 def test_the_tiny_scale_still_resolves_with_its_own_values(task):
     tiny = TASKS.get(task).resolved_params("tiny")
     paper = TASKS.get(task).resolved_params("paper")
-    # tiny: whole-image segmentation evaluation, no large-scale jitter
-    assert set(tiny) == set(paper) - {"test_max_size", "test_stride", "lsj_scale_range"}
+    # tiny: whole-image segmentation evaluation, plain crops without distortion, no large-scale jitter
+    paper_only = {"test_max_size", "test_stride", "cat_max_ratio", "photometric_distortion", "lsj_scale_range"}
+    assert set(tiny) == set(paper) - paper_only
     assert tiny["lr"] > 0 and tiny["batch_size"] == 8 and tiny["lr"] != paper["lr"]
     assert tiny["decoder_channels" if task == "segmentation" else "fpn_channels"] == 64
 
@@ -105,3 +107,51 @@ def test_large_scale_jitter_at_scale_one_keeps_a_fitting_image_and_its_boxes():
     out, jittered = LargeScaleJitter(80, (1.0, 1.0))(image, target)
     assert torch.equal(out[:, :40], image) and not out[:, 40:].any()
     assert torch.equal(jittered["boxes"], target["boxes"]) and jittered["labels"].tolist() == [1, 2]
+
+
+def _balanced(label: torch.Tensor) -> bool:
+    _, counts = torch.unique(label, return_counts=True)
+    return len(counts) > 1 and bool(counts.max() < 0.75 * counts.sum())
+
+
+def test_capped_crops_retry_until_no_class_covers_three_quarters():
+    from harness.data.joint_transforms import RandomCrop
+
+    image, label = torch.rand(3, 32, 64), torch.zeros(32, 64, dtype=torch.long)
+    label[:, 40:] = 1  # a 32 px crop is balanced only from x = 16 to 31: about half of the positions
+    torch.manual_seed(0)
+    capped = [_balanced(segmentation.CategoryCappedCrop(32, 0.75)(image, label)[1]) for _ in range(50)]
+    plain = [_balanced(RandomCrop(32)(image, label)[1]) for _ in range(50)]
+    assert sum(capped) >= 45 and sum(plain) < 35
+
+
+def test_photometric_distortion_changes_colours_only():
+    torch.manual_seed(0)
+    image, label = torch.rand(3, 16, 16), torch.randint(0, 3, (16, 16))
+    changed = 0
+    for _ in range(20):
+        out, out_label = segmentation.PhotometricDistortion()(image, label)
+        assert out.shape == image.shape and 0 <= out.min() and out.max() <= 1 and out_label is label
+        changed += not torch.allclose(out, image)
+    assert changed >= 15  # all four steps skipped: 1 in 16
+
+
+@pytest.mark.parametrize("scale, steps", [("paper", ["RandomShortSideScale", "CategoryCappedCrop",
+                                                     "RandomHorizontalFlip", "PhotometricDistortion"]),
+                                          ("tiny", ["RandomShortSideScale", "RandomCrop", "RandomHorizontalFlip"])])
+def test_each_scale_builds_its_training_augmentation(scale, steps):
+    augment = segmentation.train_augmentation(TASKS.get("segmentation").resolved_params(scale))
+    assert [type(t).__name__ for t in augment.transforms] == steps
+    image, label = augment(torch.rand(3, 40, 60), torch.zeros(40, 60, dtype=torch.long))
+    crop = 512 if scale == "paper" else 64
+    assert image.shape == (3, crop, crop) and label.shape == (crop, crop)
+
+
+def test_detection_jitters_at_paper_scale_only():
+    from harness.tasks import detection
+
+    paper = detection.train_augmentation(TASKS.get("detection").resolved_params("paper"))
+    assert [type(t).__name__ for t in paper.transforms] == ["RandomHorizontalFlip", "LargeScaleJitter"]
+    assert paper.transforms[1].size == 1024 and paper.transforms[1].scale_range == (0.1, 2.0)
+    tiny = detection.train_augmentation(TASKS.get("detection").resolved_params("tiny"))
+    assert type(tiny).__name__ == "RandomHorizontalFlip"

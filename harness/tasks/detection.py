@@ -145,13 +145,18 @@ class Detection(DownstreamTask):
 
     def run(self, ctx: TaskContext):
         from harness.data.coco_detection import CocoDetectionDataset
-        from harness.data.joint_transforms import Compose, RandomHorizontalFlip
 
-        p = ctx.params
-        augment = RandomHorizontalFlip()
-        if p.get("lsj_scale_range"):  # flip first, as ViTDet's loader
-            augment = Compose([augment, LargeScaleJitter(p["max_size"], tuple(p["lsj_scale_range"]))])
-        train_set = CocoDetectionDataset(ctx.dataset, "train", transform=augment)
+        train_set = CocoDetectionDataset(ctx.dataset, "train", transform=train_augmentation(ctx.params))
         val_set = CocoDetectionDataset(ctx.dataset, "val")
         return train_and_evaluate(ctx, train_set, val_set, val_set.coco, val_set.categories.coco_ids,
                                   train_set.num_classes)
+
+
+def train_augmentation(p: dict):
+    """Horizontal flips, then ViTDet's large-scale jitter where ``lsj_scale_range`` is set (the flip first, as
+    ViTDet's loader)."""
+    from harness.data.joint_transforms import Compose, RandomHorizontalFlip
+
+    if not p.get("lsj_scale_range"):
+        return RandomHorizontalFlip()
+    return Compose([RandomHorizontalFlip(), LargeScaleJitter(p["max_size"], tuple(p["lsj_scale_range"]))])

@@ -6,9 +6,10 @@ Recipe at paper scale (BEiT's ADE20k UperNet for self-supervised ViT-B, ``..._pt
 in docs/recipes.md): AdamW lr 7e-4 (absolute, as in the reference), batch 16, 160k updates (~127 epochs of
 ADE20k's 20,210 images), 512 crops after a random rescale of the short side by 0.5-2.0 x 512, flips, layer-wise
 lr decay 0.65, weight decay 0.05, drop path 0.1, 1500 warm-up updates, UperHead width 768; evaluation by 512
-windows 341 apart over the image resized to short side 512 (long side <= 2048). Differences, stated: no
-photometric distortion, no auxiliary FCN head, LayerNorm instead of SyncBatchNorm in the adapter, cosine decay
-instead of poly. The tiny scale evaluates whole images (no ``test_stride``).
+windows 341 apart over the image resized to short side 512 (long side <= 2048); crops in which one class covers
+< 75% of the pixels (up to 10 tries), photometric distortion. Differences, stated: no auxiliary FCN head,
+LayerNorm instead of SyncBatchNorm in the adapter, cosine decay instead of poly. The tiny scale evaluates whole
+images (no ``test_stride``) and keeps plain crops without photometric distortion.
 """
 
 from __future__ import annotations
@@ -54,6 +55,54 @@ class RandomShortSideScale:
         lo, hi = self.ratio_range
         size = max(1, round(self.base * float(torch.empty(()).uniform_(lo, hi))))
         return Resize(size)(image, label)
+
+
+class CategoryCappedCrop:
+    """Joint transform, mmseg's ``RandomCrop(cat_max_ratio=...)``: up to 10 random crops, the first in which no
+    class covers ``cap`` or more of the labelled pixels (and more than one class is present) is kept, else the
+    last."""
+
+    def __init__(self, size: int, cap: float, tries: int = 10):
+        from harness.data.joint_transforms import RandomCrop
+
+        self.crop, self.cap, self.tries = RandomCrop(size), cap, tries
+
+    def __call__(self, image: torch.Tensor, label: torch.Tensor):
+        for _ in range(self.tries):
+            cropped, cropped_label = self.crop(image, label)
+            _, counts = torch.unique(cropped_label[cropped_label != IGNORE_INDEX], return_counts=True)
+            if len(counts) > 1 and counts.max() < self.cap * counts.sum():
+                break
+        return cropped, cropped_label
+
+
+class PhotometricDistortion:
+    """Joint transform after mmseg's ``PhotoMetricDistortion`` on images in [0, 1], each step with probability
+    0.5: brightness + U(-32, 32)/255, contrast x U(0.5, 1.5) (before or after the colour steps, at random),
+    saturation x U(0.5, 1.5), hue shifted by up to 18/180 of the circle. Saturation blends with the grey image
+    (torchvision) instead of scaling the HSV channel."""
+
+    def __call__(self, image: torch.Tensor, label: torch.Tensor):
+        import torchvision.transforms.functional as TF
+
+        def coin() -> bool:
+            return bool(torch.rand(()) < 0.5)
+
+        def uniform(lo: float, hi: float) -> float:
+            return float(torch.empty(()).uniform_(lo, hi))
+
+        if coin():
+            image = (image + uniform(-32, 32) / 255).clamp(0, 1)
+        contrast_first = coin()
+        if contrast_first and coin():
+            image = (image * uniform(0.5, 1.5)).clamp(0, 1)
+        if coin():
+            image = TF.adjust_saturation(image, uniform(0.5, 1.5))
+        if coin():
+            image = TF.adjust_hue(image, int(torch.randint(-18, 19, ())) / 180)
+        if not contrast_first and coin():
+            image = (image * uniform(0.5, 1.5)).clamp(0, 1)
+        return image, label
 
 
 def _resized_padded(image: torch.Tensor, test_size: int, max_size: int | None,
@@ -157,18 +206,26 @@ class Segmentation(DownstreamTask):
                   "weight_decay": 0.05, "layer_decay": 0.65, "warmup_updates": 1500, "num_workers": 8,
                   "crop_size": 512, "test_size": 512, "ratio_range": [0.5, 2.0], "strides": [4, 8, 16, 32],
                   "test_max_size": 2048, "test_stride": 341,  # BEiT's test_cfg: mode='slide', stride (341, 341)
+                  "cat_max_ratio": 0.75, "photometric_distortion": True,  # BEiT's ade20k.py train pipeline
                   "block_indices": [3, 5, 7, 11],  # BEiT's out_indices for 12 blocks
                   "decoder_channels": 768,  # BEiT's ADE20k configs set the UperHead's channels to the ViT width
                   "dropout": 0.1, "drop_path": 0.1},
     }
 
     def run(self, ctx: TaskContext):
-        from harness.data.joint_transforms import Compose, RandomCrop, RandomHorizontalFlip
         from harness.data.segmentation import SegmentationDataset
 
-        p = ctx.params
-        augment = Compose([RandomShortSideScale(p["crop_size"], tuple(p["ratio_range"])), RandomCrop(p["crop_size"]),
-                           RandomHorizontalFlip()])
-        train_set = SegmentationDataset(ctx.dataset, "train", transform=augment)
+        train_set = SegmentationDataset(ctx.dataset, "train", transform=train_augmentation(ctx.params))
         val_set = SegmentationDataset(ctx.dataset, "val")
         return train_and_evaluate(ctx, train_set, val_set, train_set.num_classes)
+
+
+def train_augmentation(p: dict):
+    """Random short-side rescale, crop (class-capped where ``cat_max_ratio`` is set), flip, and photometric
+    distortion where ``photometric_distortion`` is on (the order of BEiT's ADE20k pipeline)."""
+    from harness.data.joint_transforms import Compose, RandomCrop, RandomHorizontalFlip
+
+    crop = CategoryCappedCrop(p["crop_size"], p["cat_max_ratio"]) if p.get("cat_max_ratio") else \
+        RandomCrop(p["crop_size"])
+    steps = [RandomShortSideScale(p["crop_size"], tuple(p["ratio_range"])), crop, RandomHorizontalFlip()]
+    return Compose(steps + ([PhotometricDistortion()] if p.get("photometric_distortion") else []))
