@@ -21,7 +21,7 @@ BEIT_ADE20K_B = {"updates": 160000, "batch_size": 16, "lr": 7e-4, "min_lr": 0.0,
                  "layer_decay": 0.65, "drop_path": 0.1, "warmup_updates": 1500, "crop_size": 512,
                  "test_size": 512, "ratio_range": [0.5, 2.0], "block_indices": [3, 5, 7, 11],
                  "decoder_channels": 768, "dropout": 0.1, "test_max_size": 2048, "test_stride": 341,
-                 "cat_max_ratio": 0.75, "photometric_distortion": True}
+                 "cat_max_ratio": 0.75, "photometric_distortion": True, "aux_channels": 256, "aux_loss_weight": 0.4}
 
 
 @pytest.mark.parametrize("task, reference", [("detection", VITDET_B), ("segmentation", BEIT_ADE20K_B)])
@@ -35,7 +35,8 @@ def test_the_tiny_scale_still_resolves_with_its_own_values(task):
     tiny = TASKS.get(task).resolved_params("tiny")
     paper = TASKS.get(task).resolved_params("paper")
     # tiny: whole-image segmentation evaluation, plain crops without distortion, no large-scale jitter
-    paper_only = {"test_max_size", "test_stride", "cat_max_ratio", "photometric_distortion", "lsj_scale_range"}
+    paper_only = {"test_max_size", "test_stride", "cat_max_ratio", "photometric_distortion", "aux_channels",
+                  "aux_loss_weight", "lsj_scale_range"}
     assert set(tiny) == set(paper) - paper_only
     assert tiny["lr"] > 0 and tiny["batch_size"] == 8 and tiny["lr"] != paper["lr"]
     assert tiny["decoder_channels" if task == "segmentation" else "fpn_channels"] == 64
@@ -155,3 +156,39 @@ def test_detection_jitters_at_paper_scale_only():
     assert paper.transforms[1].size == 1024 and paper.transforms[1].scale_range == (0.1, 2.0)
     tiny = detection.train_augmentation(TASKS.get("detection").resolved_params("tiny"))
     assert type(tiny).__name__ == "RandomHorizontalFlip"
+
+
+def test_the_auxiliary_head_adds_a_weighted_training_loss(tmp_path):
+    import math
+
+    from harness.models.vit import EncoderConfig, build_encoder, save_encoder
+    from harness.tasks import TaskContext
+
+    cfg = EncoderConfig(img_size=16, patch_size=4, embed_dim=24, depth=4, num_heads=2)
+    torch.manual_seed(0)
+    save_encoder(build_encoder(cfg), cfg, tmp_path / "encoder.pt")
+    params = {**TASKS.get("segmentation").resolved_params("tiny", {"epochs": 1, "batch_size": 4,
+                                                                    "test_size": 32, "decoder_channels": 16}),
+              "aux_channels": 8, "aux_loss_weight": 0.4}
+    (tmp_path / "job").mkdir()
+    ctx = TaskContext(job_dir=tmp_path / "job", params=params, encoder_cfg=cfg, encoder_path=tmp_path / "encoder.pt",
+                      dataset="in-memory", seed=0, device=torch.device("cpu"), scale="tiny")
+    data = [(torch.rand(3, 32, 32), torch.randint(0, 3, (32, 32))) for _ in range(4)]
+    segmentation.train_and_evaluate(ctx, data, data[:2], num_classes=3)
+    row = torch.load(ctx.checkpoint_path, weights_only=False)["history"][-1]
+    assert math.isfinite(row["loss_aux"])
+    assert row["loss"] == pytest.approx(row["loss_main"] + 0.4 * row["loss_aux"], rel=1e-4)
+    ckpt = torch.load(ctx.checkpoint_path, weights_only=False)["model"]
+    assert "model.aux_head.0.weight" in ckpt
+
+
+def test_a_segmenter_without_auxiliary_head_refuses_aux_outputs():
+    from harness.models.upernet import SegmenterConfig, ViTUperNet
+    from harness.models.vit import EncoderConfig
+
+    cfg = EncoderConfig(img_size=16, patch_size=4, embed_dim=24, depth=4, num_heads=2)
+    with_aux = ViTUperNet(cfg, SegmenterConfig(num_classes=3, decoder_channels=8, aux_channels=8))
+    logits, aux = with_aux(torch.rand(2, 3, 32, 32), with_aux=True)
+    assert logits.shape == aux.shape == (2, 3, 32, 32)
+    with pytest.raises(ValueError, match="no auxiliary head"):
+        ViTUperNet(cfg, SegmenterConfig(num_classes=3, decoder_channels=8))(torch.rand(2, 3, 32, 32), with_aux=True)
