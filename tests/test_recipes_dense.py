@@ -10,14 +10,16 @@ import torch
 from harness.tasks import TASKS
 from harness.tasks import segmentation
 
-VITDET_B = {"epochs": 100, "batch_size": 64, "lr": 1e-4, "weight_decay": 0.1, "layer_decay": 0.7,
+VITDET_B = {"lr_decay": "step", "lr_steps": [[163889 / 184375, 0.1], [177546 / 184375, 0.01]],
+            "epochs": 100, "batch_size": 64, "lr": 1e-4, "weight_decay": 0.1, "layer_decay": 0.7,
             "drop_path": 0.1, "warmup_updates": 250, "clip_grad": None, "test_size": 1024, "max_size": 1024,
             "train_sizes": [1024], "lsj_scale_range": [0.1, 2.0],
             "strides": [4, 8, 16, 32], "fpn_channels": 256, "rpn_conv_depth": 2, "box_head_convs": [256] * 4,
             "box_head_fc": 1024, "mask_head_convs": [256] * 4, "detections_per_image": 100,
             "rpn_batch_per_image": 256, "box_batch_per_image": 512}
 
-BEIT_ADE20K_B = {"updates": 160000, "batch_size": 16, "lr": 7e-4, "min_lr": 0.0, "weight_decay": 0.05,
+BEIT_ADE20K_B = {"lr_decay": "poly", "updates": 160000, "batch_size": 16, "lr": 7e-4, "min_lr": 0.0,
+                 "weight_decay": 0.05,
                  "layer_decay": 0.65, "drop_path": 0.1, "warmup_updates": 1500, "crop_size": 512,
                  "test_size": 512, "ratio_range": [0.5, 2.0], "block_indices": [3, 5, 7, 11],
                  "decoder_channels": 768, "dropout": 0.1, "test_max_size": 2048, "test_stride": 341,
@@ -36,7 +38,7 @@ def test_the_tiny_scale_still_resolves_with_its_own_values(task):
     paper = TASKS.get(task).resolved_params("paper")
     # tiny: whole-image segmentation evaluation, plain crops without distortion, no large-scale jitter
     paper_only = {"test_max_size", "test_stride", "cat_max_ratio", "photometric_distortion", "aux_channels",
-                  "aux_loss_weight", "lsj_scale_range"}
+                  "aux_loss_weight", "lsj_scale_range", "lr_decay", "lr_steps"}
     assert set(tiny) == set(paper) - paper_only
     assert tiny["lr"] > 0 and tiny["batch_size"] == 8 and tiny["lr"] != paper["lr"]
     assert tiny["decoder_channels" if task == "segmentation" else "fpn_channels"] == 64
@@ -192,3 +194,28 @@ def test_a_segmenter_without_auxiliary_head_refuses_aux_outputs():
     assert logits.shape == aux.shape == (2, 3, 32, 32)
     with pytest.raises(ValueError, match="no auxiliary head"):
         ViTUperNet(cfg, SegmenterConfig(num_classes=3, decoder_channels=8))(torch.rand(2, 3, 32, 32), with_aux=True)
+
+
+def test_lr_decays_follow_mmcvs_poly_and_detectron2s_multistep():
+    from harness.optim import cosine_lr, scheduled_lr
+
+    assert scheduled_lr(500, 1000, 100, 1.0, 0.0, "cosine") == cosine_lr(500, 1000, 100, 1.0, 0.0)
+    assert scheduled_lr(49, 1000, 100, 1.0, 0.0, "poly") == cosine_lr(49, 1000, 100, 1.0, 0.0)  # warm-up
+    assert scheduled_lr(250, 1000, 100, 1.0, 0.0, "poly") == pytest.approx(0.75)  # 1 - 250/1000
+    assert scheduled_lr(999, 1000, 100, 1.0, 0.0, "poly") == pytest.approx(0.001)
+    steps = ((163889 / 184375, 0.1), (177546 / 184375, 0.01))
+    lrs = [scheduled_lr(s, 184375, 250, 1e-4, 0.0, "step", steps) for s in (250, 163888, 163889, 177545, 177546)]
+    assert lrs == pytest.approx([1e-4, 1e-4, 1e-5, 1e-5, 1e-6])
+    with pytest.raises(ValueError, match="unknown lr decay"):
+        scheduled_lr(500, 1000, 100, 1.0, 0.0, "linear")
+
+
+@pytest.mark.parametrize("task, decay", [("detection", "step"), ("segmentation", "poly")])
+def test_the_engine_gets_each_references_lr_decay(task, decay):
+    from harness.schedule import downstream_schedule, train_config
+
+    params = TASKS.get(task).resolved_params("paper")
+    tc = train_config(params, downstream_schedule(params, 118_000), seed=0, num_layers=12)
+    assert tc.lr_decay == decay and len(tc.lr_steps) == (2 if decay == "step" else 0)
+    tiny = TASKS.get(task).resolved_params("tiny")
+    assert train_config(tiny, downstream_schedule(tiny, 100), seed=0).lr_decay == "cosine"

@@ -5,7 +5,7 @@ in percent on the val split.
 Recipe at paper scale (ViTDet, Li et al. 2022, ViT-B): AdamW lr 1e-4 at batch 64, weight decay 0.1, layer-wise lr
 decay 0.7, drop path 0.1, 100 epochs, 1024 input, large-scale jitter (0.1-2.0) + 1024 crops + flips (the table
 with sources is in docs/recipes.md). Differences, stated: global attention in every block instead of windows +
-4 global blocks, no relative position biases, cosine decay instead of steps. The tiny scale trains on
+4 global blocks, no relative position biases. The tiny scale decays by a cosine and trains on
 multi-scale short sides (``train_sizes``, drawn by torchvision's transform) and flips, without jitter.
 """
 
@@ -134,6 +134,8 @@ class Detection(DownstreamTask):
                  "box_batch_per_image": 64},
         # ViTDet's ViT-B COCO recipe (see the module docstring for the differences)
         "paper": {"epochs": 100, "batch_size": 64, "lr": 1e-4, "min_lr": 0.0, "weight_decay": 0.1,
+                  # ViTDet's MultiStepParamScheduler: x0.1 at 163889 and x0.01 at 177546 of 184375 updates
+                  "lr_decay": "step", "lr_steps": [[163889 / 184375, 0.1], [177546 / 184375, 0.01]],
                   "layer_decay": 0.7, "warmup_updates": 250, "clip_grad": None, "num_workers": 8,
                   "eval_batch_size": 8, "train_sizes": [1024], "test_size": 1024, "max_size": 1024,
                   "lsj_scale_range": [0.1, 2.0],  # ViTDet's coco_loader_lsj.py: ResizeScale(0.1, 2.0) + 1024 crop

@@ -9,7 +9,7 @@ lr decay 0.65, weight decay 0.05, drop path 0.1, 1500 warm-up updates, UperHead 
 windows 341 apart over the image resized to short side 512 (long side <= 2048); crops in which one class covers
 < 75% of the pixels (up to 10 tries), photometric distortion; an auxiliary FCN head (256 wide, loss weight 0.4)
 in training. Differences, stated: LayerNorm instead of SyncBatchNorm in the adapter, BatchNorm (not synced) in
-the heads, cosine decay instead of poly. The tiny scale evaluates whole images (no ``test_stride``) and keeps
+the heads. The tiny scale decays by a cosine, evaluates whole images (no ``test_stride``) and keeps
 plain crops without photometric distortion or auxiliary head.
 """
 
@@ -210,6 +210,7 @@ class Segmentation(DownstreamTask):
                  "decoder_channels": 64, "dropout": 0.1, "drop_path": 0.0},
         # BEiT's ADE20k recipe for ViT-B (160k updates at batch 16)
         "paper": {"epochs": None, "updates": 160000, "batch_size": 16, "lr": 7e-4, "min_lr": 0.0,
+                  "lr_decay": "poly",  # mmcv's poly, power 1
                   "weight_decay": 0.05, "layer_decay": 0.65, "warmup_updates": 1500, "num_workers": 8,
                   "crop_size": 512, "test_size": 512, "ratio_range": [0.5, 2.0], "strides": [4, 8, 16, 32],
                   "test_max_size": 2048, "test_stride": 341,  # BEiT's test_cfg: mode='slide', stride (341, 341)
