@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from harness import checkpoint, distributed
 from harness.curves import active as active_curves
-from harness.optim import build_optimizer, cosine_lr, set_lr, set_weight_decay
+from harness.optim import build_optimizer, cosine_lr, scheduled_lr, set_lr, set_weight_decay
 from harness.schedule import updates_per_epoch  # noqa: F401  (the schedule module decides schedules)
 
 log = logging.getLogger("harness.engine")
@@ -51,6 +51,8 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     clip_grad: float | None = None
     weight_decay_end: float | None = None  # cosine weight-decay schedule to this value (DINO); None: constant
+    lr_decay: str = "cosine"  # after the warm-up: cosine, poly or step (harness.optim.scheduled_lr)
+    lr_steps: tuple[tuple[float, float], ...] = ()  # step decay: (fraction of the updates, lr factor)
     layer_decay: float | None = None
     num_layers: int | None = None
     seed: int = 0
@@ -314,7 +316,8 @@ def train(
         for batch in loader:
             if ddp and cfg.num_workers and state.step % per_epoch == 0:
                 reseed_ranks(state.step // per_epoch)
-            set_lr(optimizer, cosine_lr(state.step, cfg.total_updates, cfg.warmup_updates, cfg.lr, cfg.min_lr))
+            set_lr(optimizer, scheduled_lr(state.step, cfg.total_updates, cfg.warmup_updates, cfg.lr, cfg.min_lr,
+                                           cfg.lr_decay, cfg.lr_steps))
             if cfg.weight_decay_end is not None:
                 set_weight_decay(optimizer, cosine_lr(state.step, cfg.total_updates, 0, cfg.weight_decay,
                                                       cfg.weight_decay_end))

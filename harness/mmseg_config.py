@@ -32,7 +32,7 @@ class BeitAde20k:
     warmup_iters: int = 1500
     max_iters: int = 160_000
     batch_per_gpu: int = 2  # x 8 GPUs = 16
-    decoder_channels: int = 512
+    decoder_channels: int = 768  # the ViT-B configs set the UperHead to the ViT width (the base file: 512)
     data_root: str = "data/ade/ADEChallengeData2016"
 
 

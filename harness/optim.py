@@ -56,6 +56,21 @@ def cosine_lr(step: int, total: int, warmup: int, base_lr: float, min_lr: float 
     return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
+def scheduled_lr(step: int, total: int, warmup: int, base_lr: float, min_lr: float = 0.0, decay: str = "cosine",
+                 steps: tuple[tuple[float, float], ...] = ()) -> float:
+    """Linear warm-up, then ``decay``: ``cosine`` to ``min_lr``; ``poly`` (mmcv's power-1 poly over the whole
+    run: ``min_lr + (base_lr - min_lr) * (1 - step / total)``, BEiT's segmentation); ``step``: ``base_lr`` times
+    the factor of the last ``(fraction of total, factor)`` passed (detectron2's multi-step, ViTDet)."""
+    if decay == "cosine" or step < warmup:
+        return cosine_lr(step, total, warmup, base_lr, min_lr)
+    if decay == "poly":
+        return min_lr + (base_lr - min_lr) * max(0.0, 1.0 - step / max(1, total))
+    if decay == "step":
+        factors = [factor for fraction, factor in steps if step >= fraction * total]
+        return base_lr * (factors[-1] if factors else 1.0)
+    raise ValueError(f"unknown lr decay {decay!r}: cosine, poly or step")
+
+
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for g in optimizer.param_groups:
         g["lr"] = lr * g.get("lr_scale", 1.0)

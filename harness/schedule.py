@@ -88,6 +88,9 @@ def train_config(params: dict[str, Any], schedule: Schedule, seed: int, num_laye
         optional["weight_decay"] = params["weight_decay"]
     if params.get("weight_decay_end") is not None:
         optional["weight_decay_end"] = params["weight_decay_end"]
+    if params.get("lr_decay"):
+        optional["lr_decay"] = params["lr_decay"]
+        optional["lr_steps"] = tuple(tuple(s) for s in params.get("lr_steps") or ())
     if params.get("repeated_aug"):
         optional["repeated_aug"] = int(params["repeated_aug"])
     return TrainConfig(batch_size=schedule.batch_size, total_updates=schedule.total_updates,

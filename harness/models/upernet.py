@@ -48,9 +48,11 @@ class SegmenterConfig:
     num_classes: int
     strides: tuple[int, ...] = (4, 8, 16, 32)
     block_indices: tuple[int, ...] | None = None  # default: ends of the four quarters
-    decoder_channels: int = 512  # BEiT's UperHead channels
+    decoder_channels: int = 512  # the base UperHead width; BEiT's ViT-B ADE20k configs (and `segmentation`) use 768
     dropout: float = 0.1
     drop_path: float = 0.0
+    aux_channels: int = 0  # > 0: BEiT's auxiliary FCN head (training loss only) of this width; 0: none
+    aux_level: int = 2  # the pyramid level it reads (mmseg's in_index)
 
 
 class ViTUperNet(nn.Module):
@@ -67,13 +69,31 @@ class ViTUperNet(nn.Module):
                                       encoder_depth=len(seg.strides) + 1, decoder_channels=seg.decoder_channels)
         self.dropout = nn.Dropout2d(seg.dropout)
         self.classifier = nn.Conv2d(seg.decoder_channels, seg.num_classes, kernel_size=1)
+        self.aux_level = seg.aux_level
+        self.aux_head = fcn_head(self.adapter.out_channels[seg.aux_level], seg.aux_channels, seg.num_classes,
+                                 seg.dropout) if seg.aux_channels else None
 
     @property
     def encoder(self) -> nn.Module:
         return self.adapter.vit.encoder
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, with_aux: bool = False):
+        """Logits at the input size; with ``with_aux``, (logits, the auxiliary head's logits) for training."""
         features = self.adapter(images)
         decoded = self.decoder([images, images, *features])
-        logits = self.classifier(self.dropout(decoded))
+        logits = self._upsampled(self.classifier(self.dropout(decoded)), images)
+        if not with_aux:
+            return logits
+        if self.aux_head is None:
+            raise ValueError("this segmenter has no auxiliary head (aux_channels 0)")
+        return logits, self._upsampled(self.aux_head(features[self.aux_level]), images)
+
+    @staticmethod
+    def _upsampled(logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         return F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def fcn_head(in_channels: int, channels: int, num_classes: int, dropout: float) -> nn.Sequential:
+    """mmseg's ``FCNHead(num_convs=1, concat_input=False)``: 3x3 conv-BN-ReLU, dropout, 1x1 classifier."""
+    return nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
+                         nn.ReLU(inplace=True), nn.Dropout2d(dropout), nn.Conv2d(channels, num_classes, 1))

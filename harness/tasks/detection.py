@@ -3,9 +3,10 @@ the pre-trained encoder (or from random initialisation), evaluated with pycocoto
 in percent on the val split.
 
 Recipe at paper scale (ViTDet, Li et al. 2022, ViT-B): AdamW lr 1e-4 at batch 64, weight decay 0.1, layer-wise lr
-decay 0.7, drop path 0.1, 100 epochs, 1024 input. Differences, stated: multi-scale short-side training (sizes
-drawn by torchvision's transform) and horizontal flips instead of large-scale jitter, global attention in every
-block instead of windows + 4 global blocks, no relative position biases.
+decay 0.7, drop path 0.1, 100 epochs, 1024 input, large-scale jitter (0.1-2.0) + 1024 crops + flips (the table
+with sources is in docs/recipes.md). Differences, stated: global attention in every block instead of windows +
+4 global blocks, no relative position biases. The tiny scale decays by a cosine and trains on
+multi-scale short sides (``train_sizes``, drawn by torchvision's transform) and flips, without jitter.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from pycocotools.coco import COCO
 from torch.utils.data import DataLoader, Dataset
 
@@ -28,6 +30,39 @@ log = logging.getLogger("harness.tasks.detection")
 DETECTOR_KEYS = ("train_sizes", "test_size", "max_size", "strides", "fpn_channels", "anchor_sizes", "rpn_conv_depth",
                  "box_head_convs", "box_head_fc", "mask_head_convs", "drop_path", "detections_per_image",
                  "rpn_batch_per_image", "box_batch_per_image")
+
+
+class LargeScaleJitter:
+    """Joint transform, ViTDet's large-scale jitter: resize (aspect kept) to fit ``size x size`` times U(lo, hi)
+    (detectron2's ResizeScale), crop a random window of at most ``size x size`` (FixedSizeCrop), recompute the
+    boxes from the cropped masks and drop emptied instances (``recompute_boxes``), zero-pad bottom-right to
+    ``size x size`` (the backbone's ``square_pad``)."""
+
+    def __init__(self, size: int, scale_range: tuple[float, float]):
+        self.size, self.scale_range = size, scale_range
+
+    def __call__(self, image: torch.Tensor, target: dict):
+        from torchvision.ops import masks_to_boxes
+
+        from harness.data.joint_transforms import Resize
+
+        h, w = image.shape[-2:]
+        scale = float(torch.empty(()).uniform_(*self.scale_range)) * self.size / max(h, w)
+        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+        image, target = Resize((nh, nw))(image, target)
+        ch, cw = min(nh, self.size), min(nw, self.size)
+        y0, x0 = int(torch.randint(nh - ch + 1, ())), int(torch.randint(nw - cw + 1, ()))
+        masks = target["masks"][:, y0:y0 + ch, x0:x0 + cw]
+        keep = (masks.flatten(1) > 0).any(1)
+        n = len(keep)
+        target = {k: v[keep] if isinstance(v, torch.Tensor) and v.ndim and len(v) == n else v
+                  for k, v in target.items()}
+        masks = masks[keep]
+        boxes = masks_to_boxes(masks)
+        boxes[:, 2:] += 1  # pixel indices -> continuous coordinates of the covered area
+        pad = (0, self.size - cw, 0, self.size - ch)
+        target.update(boxes=boxes, masks=F.pad(masks, pad), area=masks.flatten(1).sum(1).float())
+        return F.pad(image[:, y0:y0 + ch, x0:x0 + cw], pad), target
 
 
 def collate_detection(batch):
@@ -99,9 +134,12 @@ class Detection(DownstreamTask):
                  "box_batch_per_image": 64},
         # ViTDet's ViT-B COCO recipe (see the module docstring for the differences)
         "paper": {"epochs": 100, "batch_size": 64, "lr": 1e-4, "min_lr": 0.0, "weight_decay": 0.1,
+                  # ViTDet's MultiStepParamScheduler: x0.1 at 163889 and x0.01 at 177546 of 184375 updates
+                  "lr_decay": "step", "lr_steps": [[163889 / 184375, 0.1], [177546 / 184375, 0.01]],
                   "layer_decay": 0.7, "warmup_updates": 250, "clip_grad": None, "num_workers": 8,
-                  "eval_batch_size": 8, "train_sizes": list(range(640, 1025, 32)), "test_size": 1024,
-                  "max_size": 1024, "strides": [4, 8, 16, 32], "fpn_channels": 256,
+                  "eval_batch_size": 8, "train_sizes": [1024], "test_size": 1024, "max_size": 1024,
+                  "lsj_scale_range": [0.1, 2.0],  # ViTDet's coco_loader_lsj.py: ResizeScale(0.1, 2.0) + 1024 crop
+                  "strides": [4, 8, 16, 32], "fpn_channels": 256,
                   "anchor_sizes": [32, 64, 128, 256, 512], "rpn_conv_depth": 2, "box_head_convs": [256] * 4,
                   "box_head_fc": 1024, "mask_head_convs": [256] * 4, "drop_path": 0.1,
                   "detections_per_image": 100, "rpn_batch_per_image": 256, "box_batch_per_image": 512},
@@ -109,9 +147,18 @@ class Detection(DownstreamTask):
 
     def run(self, ctx: TaskContext):
         from harness.data.coco_detection import CocoDetectionDataset
-        from harness.data.joint_transforms import RandomHorizontalFlip
 
-        train_set = CocoDetectionDataset(ctx.dataset, "train", transform=RandomHorizontalFlip())
+        train_set = CocoDetectionDataset(ctx.dataset, "train", transform=train_augmentation(ctx.params))
         val_set = CocoDetectionDataset(ctx.dataset, "val")
         return train_and_evaluate(ctx, train_set, val_set, val_set.coco, val_set.categories.coco_ids,
                                   train_set.num_classes)
+
+
+def train_augmentation(p: dict):
+    """Horizontal flips, then ViTDet's large-scale jitter where ``lsj_scale_range`` is set (the flip first, as
+    ViTDet's loader)."""
+    from harness.data.joint_transforms import Compose, RandomHorizontalFlip
+
+    if not p.get("lsj_scale_range"):
+        return RandomHorizontalFlip()
+    return Compose([RandomHorizontalFlip(), LargeScaleJitter(p["max_size"], tuple(p["lsj_scale_range"]))])
