@@ -43,7 +43,7 @@ def test_study_scales_parse_and_name_known_things(path: Path):
         assert {d.task for d in s.downstream} <= TASKS, name
         assert {d.dataset for d in s.downstream} <= DATASETS, name
         if name.startswith("tiny"):
-            assert s.model in ("vit-tiny-32", "vit-tiny-64") and s.device == "cpu"
+            assert s.model in ("vit-tiny-16", "vit-tiny-32", "vit-tiny-64") and s.device == "cpu"
             used = set(s.pretrain.datasets) | {d.dataset for d in s.downstream} | {s.pretrain.updates_reference or "synthetic-objects"}
             assert used <= SYNTHETIC, f"tiny scale of {path.name} uses real data: {used - SYNTHETIC}"
         else:

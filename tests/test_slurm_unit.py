@@ -106,6 +106,7 @@ SACCT_OUTPUT = "\n".join([
     "8_[0-1]|CANCELLED|Dependency",    # an array that never started, one bracketed row
     "9|COMPLETED|Dependency",          # finished after waiting on its dependency
     "10|CANCELLED|None",               # sacct lagging behind: the controller has it queued again (below)
+    "12|CANCELLED|None",               # the scheduler's cancel seen before its reason; its upstream failed
 ]) + "\n"
 SQUEUE_OUTPUT = "5_1|RUNNING\n10|PENDING\n11|RUNNING\n"
 
@@ -113,8 +114,9 @@ SQUEUE_OUTPUT = "5_1|RUNNING\n10|PENDING\n11|RUNNING\n"
 def test_job_statuses_use_one_sacct_call_and_recognise_dependency_kills(tmp_path, monkeypatch):
     jobs = [_job("pa", "pretrain"), _job("pb", "pretrain"), _job("da", "downstream", "pa"),
             _job("db", "downstream", "pb"), _job("dc", "downstream", "pa"), _job("dd", "downstream", "pa"),
-            _job("de", "downstream", "pb"), _job("pq", "pretrain")]
-    ids = {"pa": "5_0", "pb": "5_1", "da": "6", "db": "7", "dc": "8_0", "dd": "8_1", "de": "9", "pq": "10"}
+            _job("de", "downstream", "pb"), _job("pq", "pretrain"), _job("df", "downstream", "pa")]
+    ids = {"pa": "5_0", "pb": "5_1", "da": "6", "db": "7", "dc": "8_0", "dd": "8_1", "de": "9", "pq": "10",
+           "df": "12"}
     for job_id, slurm_id in ids.items():
         R.atomic_write_json(tmp_path / job_id / R.SUBMITTED,
                             {"executor": "slurm", "slurm_id": slurm_id, "stderr": f"/logs/{slurm_id}.err"})
@@ -132,12 +134,12 @@ def test_job_statuses_use_one_sacct_call_and_recognise_dependency_kills(tmp_path
     monkeypatch.setattr(state_mod.subprocess, "run", fake_run)
     st = job_statuses(jobs, tmp_path)
     assert [c[0] for c in calls] == ["sacct", "squeue"]  # one of each, whatever the number of jobs
-    assert calls[0][-1] == "10,5,6,7,8"  # array tasks queried through their array
+    assert calls[0][-1] == "10,12,5,6,7,8"  # array tasks queried through their array
     assert st["pa"].state == JobState.FAILED and st["pa"].log == "/logs/5_0.err"
     assert st["pb"].state == JobState.RUNNING
     assert st["da"].state == JobState.DEPENDENCY_FAILED and st["da"].log == "/logs/5_0.err"  # the upstream's log
     assert st["db"].state == JobState.FAILED and "CANCELLED by 0" in st["db"].detail
-    assert st["dc"].state == st["dd"].state == JobState.DEPENDENCY_FAILED
+    assert st["dc"].state == st["dd"].state == st["df"].state == JobState.DEPENDENCY_FAILED
     assert st["de"].state == JobState.DONE
     assert st["pq"].state == JobState.RUNNING and "PENDING" in st["pq"].detail
     assert st["pr"].state == JobState.RUNNING

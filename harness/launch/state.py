@@ -152,6 +152,10 @@ def queued_states() -> dict[str, str]:
     return states
 
 
+def _failed(status: JobStatus | None) -> bool:
+    return status is not None and status.state in (JobState.FAILED, JobState.DEPENDENCY_FAILED)
+
+
 def _is_dependency_kill(state: str, reason: str) -> bool:
     # a job that completed after waiting on a dependency also keeps reason "Dependency"; a user's scancel
     # of a waiting job reads "CANCELLED by <uid>"; only SLURM's own kill-on-invalid-dep is plain CANCELLED
@@ -207,7 +211,9 @@ def job_statuses(jobs: list[Job], study_dir: Path, query_slurm: bool = True) -> 
                 why = f" ({reason})" if st == "PENDING" and reason not in ("", "None") else ""
                 statuses[job_id] = JobStatus(JobState.RUNNING, f"slurm {slurm_id} {st}{why}",
                                              seen=statuses[job_id].seen)
-            elif _is_dependency_kill(full_state, reason):
+            elif _is_dependency_kill(full_state, reason) or (
+                    full_state == "CANCELLED" and _failed(statuses.get(upstream_of[job_id]))):
+                # sacct may show the scheduler's cancel before its reason; a job whose upstream failed cannot run
                 upstream = upstream_of[job_id]
                 up_log = statuses[upstream].log if upstream in statuses else None
                 statuses[job_id] = JobStatus(JobState.DEPENDENCY_FAILED,
