@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.errors import HarnessError, storage_error
-from harness.results import temp_beside
+from harness.errors import HarnessError
+from harness.results import replacing
 
 log = logging.getLogger("harness.checkpoint")
 
@@ -58,20 +58,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def save(state: dict[str, Any], path: Path) -> None:
     """Write ``state`` as the latest checkpoint; the one it replaces becomes the previous one."""
-    tmp = temp_beside(path)
-    try:
+    with replacing(path) as tmp:
         torch.save(state, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        if path.exists():
+        if path.exists():  # a crash before the rename onto ``path`` leaves the previous one, which ``load`` reads
             os.replace(path, previous_path(path))
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise storage_error(e, path) from e
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _read(path: Path) -> dict[str, Any]:

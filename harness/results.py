@@ -19,7 +19,8 @@ import json
 import os
 import socket
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -55,32 +56,13 @@ def temp_beside(path: Path) -> str:
     return tmp
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+@contextmanager
+def replacing(path: Path) -> Iterator[str]:
+    """A temporary file beside ``path`` for the caller to write; synced and renamed onto ``path`` when the block
+    ends, removed if it fails (an OSError becomes a StorageError naming ``path``). Readers never see a half file."""
     tmp = temp_beside(path)
     try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise storage_error(e, path) from e
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    import torch
-
-    tmp = temp_beside(path)
-    try:
-        torch.save(obj, tmp)
+        yield tmp
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -90,6 +72,22 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    with replacing(path) as tmp, open(tmp, "w") as f:
+        f.write(text)
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    import torch
+
+    with replacing(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def read_json(path: Path) -> Any | None:
