@@ -56,7 +56,8 @@ def _wait_for(predicate, seconds=180):
 
 
 def test_killed_job_process_does_not_leave_its_trainer_running(tmp_path):
-    path = write_micro(tmp_path, methods=["supervised"], fractions=[0.1], epochs=[40])
+    # long enough that the trainer cannot finish between its start and the kill on an idle machine
+    path = write_micro(tmp_path, methods=["supervised"], fractions=[0.1], epochs=[2000])
     plan = make_plan(load_study(path))
     pre_dir = tmp_path / "results" / "micro" / plan.pretrain[0].id
     driver = _harness("run", str(path), "--results", str(tmp_path / "results"))
