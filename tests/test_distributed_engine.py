@@ -4,7 +4,6 @@ DDP averages the gradients, so both ranks end with the weights of a single-proce
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from harness.engine import TrainConfig, train
+from tests.ranks import spawn_two_ranks
 
 CFG = TrainConfig(batch_size=8, total_updates=6, warmup_updates=1, lr=1e-2, weight_decay=0.0, seed=3)
 
@@ -48,13 +48,8 @@ def _worker(rank: int, port: int, out: str) -> None:
 
 @pytest.mark.slow
 def test_two_ranks_match_one_process(tmp_path):
-    import torch.multiprocessing as mp
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     (tmp_path / "ddp").mkdir()
-    mp.spawn(_worker, args=(port, str(tmp_path / "ddp")), nprocs=2, join=True)
+    spawn_two_ranks(_worker, str(tmp_path / "ddp"))
     r0, r1 = (torch.load(tmp_path / "ddp" / f"rank{r}.pt", weights_only=False) for r in (0, 1))
     single = _train(tmp_path)
     for k in single["weights"]:

@@ -4,7 +4,6 @@ and DINO's centre, on a global batch split over 2 gloo processes equal one proce
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import torch
 
 from harness.methods import METHODS
 from harness.models.vit import EncoderConfig
+from tests.ranks import spawn_two_ranks
 
 CFG = EncoderConfig(img_size=16, patch_size=4, embed_dim=24, depth=2, num_heads=2)
 BATCH = 8
@@ -64,12 +64,7 @@ def _worker(rank: int, port: int, out: str) -> None:
 
 @pytest.mark.slow
 def test_two_ranks_equal_one_process_on_the_global_batch(tmp_path):
-    import torch.multiprocessing as mp
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_worker, args=(port, str(tmp_path)), nprocs=2, join=True)
+    spawn_two_ranks(_worker, str(tmp_path))
     single = _run(slice(None))
     for rank in (0, 1):
         ranked = torch.load(tmp_path / f"rank{rank}.pt", weights_only=False)
