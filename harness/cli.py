@@ -410,7 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--retry-failed", action="store_true", help="re-submit jobs that failed before")
     r.add_argument("--dry-run", action="store_true", help="print what would be submitted, submit nothing")
     r.add_argument("--max-parallel", type=_positive_int, default=None, help="local executor: jobs at a time (default: 2)")
-    r.add_argument("--threads", type=_positive_int, default=None, help="local executor: torch threads per job of a GPU study (a CPU job uses its plan's cpus_per_task, part of its identity) (default: 1)")
+    r.add_argument("--threads", type=_positive_int, default=None,
+                   help="local executor: torch threads per job of a GPU study; a CPU job uses its plan's "
+                        "cpus_per_task, part of its identity (default: 1)")
     r.add_argument("--cluster", default=None, help="cluster profile name or YAML path (default $HARNESS_CLUSTER or ci)")
     r.set_defaults(fn=cmd_run)
     st = study_cmd("status", "state of every job, by study cell and stage (reads the launched plan.json)")
