@@ -14,8 +14,10 @@ from typing import Any
 POSITIVE = {"epochs", "batch_size", "eval_batch_size", "feature_batch_size", "lr", "blr", "k", "crop_size",
             "test_size", "max_size", "updates", "vocab_size", "kmeans_iters", "tokenizer_images", "tokenizer_patches",
             "out_dim", "lr_ref_batch"}
+SHARES = {"warmup_fraction"}
 # numbers whose default may be None (derived or disabled): a value given for them must still be a number
-OPTIONAL_NUMBERS = {"lr", "blr", "min_lr", "weight_decay_end", "layer_decay", "clip_grad", "warmup_epochs", "epochs",
+OPTIONAL_NUMBERS = {"lr", "blr", "min_lr", "weight_decay_end", "layer_decay", "clip_grad", "warmup_epochs",
+                    "warmup_fraction", "epochs",
                     "updates"}
 
 
@@ -56,6 +58,8 @@ def check_override(name: str, value: Any, default: Any) -> None:
         return
     if not math.isfinite(value):
         raise ValueError(f"{name}: must be a finite number (got {value!r})")
+    if name in SHARES and value > 1:
+        raise ValueError(f"{name}: must be a share of the run, at most 1 (got {value!r})")
     if name in POSITIVE and value <= 0:
         raise ValueError(f"{name}: must be positive (got {value!r})")
     if value < 0:

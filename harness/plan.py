@@ -160,7 +160,7 @@ def pretrain_jobs(study: Study) -> list[Job]:
                                   "fraction": fraction, "subset_seed": grid.subset_seed,
                                   "manifest": manifest_hash, "images": images}
                 config["schedule"] = pretrain_schedule(reference_size(dataset), images, params.get("batch_size", 64),
-                                                       epochs, grid.schedule, params.get("warmup_epochs", 0))
+                                                       epochs, grid.schedule, params)
             if s.device == "cpu":  # bitwise results depend on the torch thread count; see harness.job
                 config["threads"] = resources.cpus_per_task
             coords = {"method": method, "pretrain_dataset": dataset, "fraction": fraction,

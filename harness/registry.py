@@ -96,8 +96,19 @@ def resolve_params(kind: str, name: str, defaults: dict[str, dict[str, Any]], sc
     if unknown:
         raise KeyError(f"{kind} {name!r} has no parameter(s) {sorted(unknown)}; known: {sorted(params)}")
     check_overrides(overrides or {}, params)  # ValueError naming the parameter
-    params.update(overrides or {})
+    params.update(_replaced_warmup(params, overrides or {}))
     return with_scaled_lr(params)
+
+
+def _replaced_warmup(params: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """The overrides, plus None for every declared way of warming up that the study did not set when it set
+    another one: a study's ``warmup_epochs`` must not be shadowed by a declared ``warmup_fraction``."""
+    from harness.schedule import WARMUP_KEYS
+
+    if not any(overrides.get(k) is not None for k in WARMUP_KEYS):
+        return overrides
+    cleared = {k: None for k in WARMUP_KEYS if k in params and k not in overrides}
+    return {**cleared, **overrides}
 
 
 def with_scaled_lr(params: dict[str, Any]) -> dict[str, Any]:

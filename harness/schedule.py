@@ -4,9 +4,11 @@ every job's updates) and the worker builds its ``TrainConfig`` with the very sam
 
 Pre-training counts updates from the study's grid (``fixed-updates``: as many as ``epochs`` over the full
 dataset would take, whatever the fraction; ``fixed-epochs``: ``epochs`` over the subset). A downstream task
-counts them from its parameters: ``updates`` when given, else ``epochs`` over its training split; warm-up from
-``warmup_updates`` (at most half of the run) or ``warmup_epochs``. A task without ``epochs`` or ``updates``
-(k-NN) trains nothing. This module imports no torch.
+counts them from its parameters: ``updates`` when given, else ``epochs`` over its training split. Warm-up, for
+every stage, from the first of these that is set: ``warmup_updates`` (tasks; at most half of the run),
+``warmup_fraction`` (a share of the run's updates: the tiny scale keeps each reference's proportion of warm-up to
+training, whatever its length) or ``warmup_epochs`` (the references' own unit, used at the paper scale). A task
+without ``epochs`` or ``updates`` (k-NN) trains nothing. This module imports no torch.
 """
 
 from __future__ import annotations
@@ -33,15 +35,27 @@ class Schedule:
                 "batch_size": self.batch_size, "images": self.images}
 
 
+WARMUP_KEYS = ("warmup_updates", "warmup_fraction", "warmup_epochs")  # the first one set decides
+
+
+def warmup_updates(params: dict[str, Any], total: int, per_epoch: int) -> int:
+    """The warm-up of a run of ``total`` updates, ``per_epoch`` of them an epoch, from its parameters."""
+    if params.get("warmup_updates") is not None:
+        return min(int(params["warmup_updates"]), total // 2)
+    if params.get("warmup_fraction") is not None:
+        return int(round(float(params["warmup_fraction"]) * total))
+    return int(round((params.get("warmup_epochs") or 0) * per_epoch))
+
+
 def pretrain_schedule(n_full: int, n_subset: int, batch_size: int, epochs: int, mode: str,
-                      warmup_epochs: float) -> dict[str, Any]:
+                      params: dict[str, Any]) -> dict[str, Any]:
     """The ``schedule`` entry of a pre-training job's configuration (part of its identity)."""
     reference = n_full if mode == "fixed-updates" else n_subset
     per_epoch = updates_per_epoch(reference, batch_size)
     total = epochs * per_epoch
     return {
         "mode": mode, "epochs": epochs, "total_updates": total,
-        "warmup_updates": int(round(warmup_epochs * per_epoch)),
+        "warmup_updates": warmup_updates(params, total, per_epoch),
         "subset_epochs": round(total / updates_per_epoch(n_subset, batch_size), 2),
     }
 
@@ -53,11 +67,7 @@ def downstream_schedule(params: dict[str, Any], n_train: int) -> Schedule:
         return Schedule(0, 0, batch_size, n_train)
     per_epoch = updates_per_epoch(n_train, batch_size)
     total = int(params.get("updates") or params["epochs"] * per_epoch)
-    if "warmup_updates" in params:
-        warmup = min(int(params["warmup_updates"]), total // 2)
-    else:
-        warmup = int(params.get("warmup_epochs", 0) * per_epoch)
-    return Schedule(total, warmup, batch_size, total * min(batch_size, n_train))
+    return Schedule(total, warmup_updates(params, total, per_epoch), batch_size, total * min(batch_size, n_train))
 
 
 def job_schedule(job_config: dict[str, Any], n_train: int | None = None) -> Schedule | None:

@@ -188,3 +188,28 @@ def test_plan_shows_every_resolved_parameter_set(tmp_path):
     assert any(line.startswith("  method mae:") and " blr=" in line and " lr=" in line for line in lines)
     finetune = [line for line in lines if line.startswith("  task finetune on synthetic-objects:")]
     assert len(finetune) == 2 and {"pool=cls" in line for line in finetune} == {True, False}
+
+
+def test_tiny_warm_up_keeps_each_references_proportion_of_the_run():
+    from harness.schedule import downstream_schedule, pretrain_schedule
+
+    # BEiT: 10 warm-up epochs of 800; MAE: 40 of 800; fine-tuning: 20 of 100, whatever the run's length
+    for name, share in (("beit", 10 / 800), ("mae", 40 / 800), ("dino", 10 / 300), ("supervised", 5 / 300)):
+        params = METHODS.get(name).resolved_params("tiny")
+        for epochs in (3, 30):
+            sched = pretrain_schedule(2000, 2000, 64, epochs, "fixed-updates", params)
+            assert sched["warmup_updates"] == round(share * sched["total_updates"]), (name, epochs)
+    finetune = TASKS.get("finetune").resolved_params("tiny", {"epochs": 10})
+    assert downstream_schedule(finetune, 640).warmup_updates == 20  # 20 % of 100 updates
+    # the paper scale counts the references' own epochs
+    paper = METHODS.get("beit").resolved_params("paper")
+    assert pretrain_schedule(2048 * 100, 2048 * 100, 2048, 300, "fixed-updates", paper)["warmup_updates"] == 1000
+
+
+def test_a_studys_warm_up_replaces_the_declared_one_whatever_its_unit():
+    by_epochs = METHODS.get("beit").resolved_params("tiny", {"warmup_epochs": 2})
+    assert by_epochs["warmup_fraction"] is None and by_epochs["warmup_epochs"] == 2
+    by_share = METHODS.get("beit").resolved_params("paper", {"warmup_fraction": 0.1})
+    assert by_share["warmup_fraction"] == 0.1 and by_share["warmup_epochs"] is None
+    with pytest.raises(ValueError, match="warmup_fraction: must be a share of the run"):
+        METHODS.get("beit").resolved_params("tiny", {"warmup_fraction": 2.0})

@@ -20,11 +20,14 @@ from timm.models.vision_transformer import VisionTransformer
 from harness.models.vit import EncoderConfig, build_encoder
 from harness.registry import Registry, resolve_params
 
+# warm-up: ``warmup_fraction`` of the run's updates when set (the tiny scale: each reference's proportion of
+# warm-up to training), else ``warmup_epochs`` (the paper scale: the references' epochs);
 # ``lr`` None: derived from ``blr`` by the reference's rule, lr = blr x batch_size / lr_ref_batch (a study may set
 # ``lr`` itself); ``weight_decay_end``: a cosine weight-decay schedule to that value (DINO), None = constant
 OPTIM_DEFAULTS: dict[str, Any] = {
     "batch_size": 64, "blr": None, "lr_ref_batch": 256, "lr": None, "min_lr": 1e-6, "weight_decay": 0.05,
-    "weight_decay_end": None, "betas": [0.9, 0.999], "warmup_epochs": 1, "clip_grad": None,
+    "weight_decay_end": None, "betas": [0.9, 0.999], "warmup_epochs": 1, "warmup_fraction": None,
+    "clip_grad": None,
 }
 
 

@@ -38,6 +38,7 @@ def draw_mask(grid: tuple[int, int], ratio: float, shape: str, min_block: int | 
 @register_method("beit")
 class BEiT(PretrainMethod):
     description = "BEiT masked image modelling: blockwise-masked patches -> their tokens (paper's k-means tokenizer)"
+    version = 2  # 2: warm-up as a share of the run at the tiny scale
     pooling = "mean"  # BEiT fine-tunes with use_mean_pooling (run_class_finetuning.py)
     relative_cost = 1.05  # measured FLOPs at ViT-B/16: encoder + vocabulary head + tokenizer (docs/methods.md)
     exact_under_accumulation = True
@@ -46,7 +47,7 @@ class BEiT(PretrainMethod):
               "patches (75% on small sets)")
     defaults = {
         # tiny: 1.5e-3 at batch 64 (the tiny-scale probe's best); paper: BEiT's 1.5e-3 at batch 2048
-        "tiny": {"batch_size": 64, "blr": 6e-3, "warmup_epochs": 1, "clip_grad": 3.0, "drop_path": 0.0,
+        "tiny": {"batch_size": 64, "blr": 6e-3, "warmup_fraction": 10 / 800, "clip_grad": 3.0, "drop_path": 0.0,
                  "mask_ratio": 75 / 196, "mask_shape": "block", "min_block_patches": 0, "crop_min_scale": 0.2,
                  "color_jitter": 0.0,
                  **TOKENIZER_DEFAULTS["tiny"]},

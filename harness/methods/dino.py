@@ -74,6 +74,7 @@ def norm_last_layer(params: dict, encoder_cfg) -> bool:
 @register_method("dino")
 class DINO(PretrainMethod):
     description = "DINO: multi-crop self-distillation, EMA teacher, centring + sharpening (exports the teacher)"
+    version = 2  # 2: warm-up as a share of the run at the tiny scale
     pooling = "cls"  # DINO evaluates the class token (eval_knn.py, eval_linear.py)
     relative_cost = 4.6  # FLOPs at ViT-S/16: student on 2x224 + 10x96 crops, teacher fwd on 2x224 (docs/methods.md)
     exact_under_accumulation = True
@@ -84,7 +85,7 @@ class DINO(PretrainMethod):
     # lr = blr x batch / 256 (main_dino.py); tiny: 5e-4 at batch 64 (the tiny-scale probe)
     defaults = {
         "tiny": {"batch_size": 64, "blr": 2e-3, "min_lr": 1e-6, "weight_decay": 0.04, "weight_decay_end": 0.4,
-                 "warmup_epochs": 1, "freeze_last_layer": 1, "norm_last_layer": True,
+                 "warmup_fraction": 10 / 300, "freeze_last_layer": 1, "norm_last_layer": True,
                  "clip_grad": 3.0, "drop_path": 0.0, "out_dim": 256, "head_hidden_dim": 256, "head_bottleneck_dim": 64,
                  "local_crops": 4, "local_crop_size": 0, "global_min_scale": 0.4, "local_max_scale": 0.4,
                  "local_min_scale": 0.05, "student_temp": 0.1, "warmup_teacher_temp": 0.04, "teacher_temp": 0.04,

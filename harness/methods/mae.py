@@ -23,6 +23,7 @@ from harness.transforms import train_transform
 @register_method("mae")
 class MAE(PretrainMethod):
     description = "MAE (beyond the paper): 75% random masking, encoder on visible patches, pixel decoder"
+    version = 2  # 2: warm-up as a share of the run at the tiny scale
     pooling = "mean"  # MAE fine-tunes with global_pool (main_finetune.py, models_vit.py)
     relative_cost = 0.56  # FLOPs at ViT-B/16: a quarter of the tokens + the 8 x 512-d decoder (docs/methods.md)
     exact_under_accumulation = True
@@ -30,7 +31,7 @@ class MAE(PretrainMethod):
               "betas (0.9, 0.95), wd 0.05, warm-up 40 epochs, decoder 8 x 512-d, 75% masking, norm-pixel loss")
     defaults = {
         # tiny: 5e-4 at batch 64 (the tiny-scale probe); paper: MAE's blr 1.5e-4 (2.4e-3 at batch 4096)
-        "tiny": {"batch_size": 64, "blr": 2e-3, "warmup_epochs": 1, "betas": [0.9, 0.95], "drop_path": 0.0,
+        "tiny": {"batch_size": 64, "blr": 2e-3, "warmup_fraction": 40 / 800, "betas": [0.9, 0.95], "drop_path": 0.0,
                  "mask_ratio": 0.75, "decoder_depth": 1, "decoder_dim": 64, "decoder_heads": 2,
                  "crop_min_scale": 0.2},
         "paper": {"batch_size": 4096, "blr": 1.5e-4, "warmup_epochs": 40, "betas": [0.9, 0.95], "drop_path": 0.0,

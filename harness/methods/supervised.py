@@ -19,6 +19,7 @@ from harness.transforms import build_mixup, classification_train_transform
 @register_method("supervised")
 class Supervised(PretrainMethod):
     description = "supervised pre-training (DeiT: RandAugment, mixup/cutmix, label smoothing, repeated augmentation)"
+    version = 2  # 2: warm-up as a share of the run at the tiny scale
     uses_labels = True
     pooling = "cls"  # DeiT classifies from the class token
     relative_cost = 1.0
@@ -29,8 +30,8 @@ class Supervised(PretrainMethod):
     # tiny: 2e-3 at batch 64 (the tiny-scale probe); 186 updates on 32 px images are too short for DeiT's
     # regularisers to pay off, so the tiny scale keeps label smoothing and crops only
     defaults = {
-        "tiny": {"batch_size": 64, "blr": 1.6e-2, "lr_ref_batch": 512, "min_lr": 1e-5, "warmup_epochs": 1,
-                 "label_smoothing": 0.1, "drop_path": 0.0, "crop_min_scale": 0.2, "auto_augment": None,
+        "tiny": {"batch_size": 64, "blr": 1.6e-2, "lr_ref_batch": 512, "min_lr": 1e-5,
+                 "warmup_fraction": 5 / 300, "label_smoothing": 0.1, "drop_path": 0.0, "crop_min_scale": 0.2, "auto_augment": None,
                  "color_jitter": 0.0, "reprob": 0.0, "mixup": 0.0, "cutmix": 0.0, "repeated_aug": 0},
         "paper": {"batch_size": 1024, "blr": 5e-4, "lr_ref_batch": 512, "min_lr": 1e-5, "warmup_epochs": 5,
                   "label_smoothing": 0.1, "drop_path": 0.1, "num_workers": 10, "crop_min_scale": 0.08,

@@ -28,6 +28,7 @@ def default_layer_decay(cfg: EncoderConfig) -> float:
 @register_task("finetune")
 class FineTune(DownstreamTask):
     description = "full fine-tuning for classification (BEiT's recipe: layer decay, RandAugment, mixup); top-1/top-5"
+    version = 2  # 2: warm-up as a share of the run at the tiny scale
     dataset_kind = "classification"
     metric_names = ("top1", "top5")
     defaults = {
@@ -35,14 +36,16 @@ class FineTune(DownstreamTask):
         # over long schedules only), crops from 0.35 (8x8 patches keep the object)
         "tiny": {"epochs": 5, "batch_size": 64, "blr": 8e-3, "lr_ref_batch": 256, "lr": None, "min_lr": 1e-6,
                  "weight_decay": 0.05, "layer_decay": 0.75, "drop_path": 0.0, "label_smoothing": 0.1,
-                 "warmup_epochs": 1, "mixup": 0.0, "cutmix": 0.0, "clip_grad": None, "pool": POOL_FROM_METHOD,
+                 "warmup_epochs": None, "warmup_fraction": 20 / 100,  # BEiT: 20 warm-up epochs of 100
+                 "mixup": 0.0, "cutmix": 0.0, "clip_grad": None, "pool": POOL_FROM_METHOD,
                  "head_init_scale": 0.001, "crop_min_scale": 0.35, "auto_augment": None, "color_jitter": 0.0,
                  "reprob": 0.0},
         # BEiT ViT-B fine-tuning on ImageNet-1k: lr 4e-3 at batch 1024, 100 epochs, 20 warm-up epochs; layer decay
         # 0.65 for the 12-layer ViT-B and ViT-S (None: per model size, default_layer_decay)
         "paper": {"epochs": 100, "batch_size": 1024, "blr": 1e-3, "lr_ref_batch": 256, "lr": None, "min_lr": 1e-6,
                   "weight_decay": 0.05, "layer_decay": 0.65, "drop_path": 0.1, "label_smoothing": 0.1,
-                  "warmup_epochs": 20, "mixup": 0.8, "cutmix": 1.0, "clip_grad": None, "pool": POOL_FROM_METHOD,
+                  "warmup_epochs": 20, "warmup_fraction": None, "mixup": 0.8, "cutmix": 1.0, "clip_grad": None,
+                  "pool": POOL_FROM_METHOD,
                   "head_init_scale": 0.001, "crop_min_scale": 0.08, "auto_augment": "rand-m9-mstd0.5-inc1",
                   "color_jitter": 0.4, "reprob": 0.25, "num_workers": 10},
     }

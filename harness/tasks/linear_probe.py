@@ -36,18 +36,21 @@ class LinearHead(nn.Module):
 @register_task("linear_probe")
 class LinearProbe(DownstreamTask):
     description = "linear classifier on frozen features (cls or mean-pooled tokens, no BatchNorm); top-1/top-5"
+    version = 2  # 2: warm-up as a share of the run at the tiny scale
     dataset_kind = "classification"
     metric_names = ("top1", "top5")
     # one encoder forward per image (1/3 of a training step) once, whatever the number of head epochs
     relative_cost = 0.34 / 90
     defaults = {
         "tiny": {"epochs": 30, "batch_size": 256, "blr": 3e-3, "lr_ref_batch": 256, "lr": None, "min_lr": 0.0,
-                 "weight_decay": 0.0, "warmup_epochs": 1, "pool": POOL_FROM_METHOD, "standardize": True,
+                 "weight_decay": 0.0, "warmup_epochs": None, "warmup_fraction": 10 / 90,  # MAE: 10 of 90
+                 "pool": POOL_FROM_METHOD, "standardize": True,
                  "feature_batch_size": 128},
         # 90 epochs as MAE's linear probe; AdamW instead of LARS/SGD (the shared engine's optimiser);
         # lr = blr x batch / 256: 3e-3 at batch 256 (tiny), 1e-3 at batch 1024 (paper)
         "paper": {"epochs": 90, "batch_size": 1024, "blr": 2.5e-4, "lr_ref_batch": 256, "lr": None, "min_lr": 0.0,
-                  "weight_decay": 0.0, "warmup_epochs": 10, "pool": POOL_FROM_METHOD, "standardize": True,
+                  "weight_decay": 0.0, "warmup_epochs": 10, "warmup_fraction": None, "pool": POOL_FROM_METHOD,
+                  "standardize": True,
                   "feature_batch_size": 256},
     }
 
