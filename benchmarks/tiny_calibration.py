@@ -54,6 +54,7 @@ class Point:
     blr: float | None
     epochs: int
     ft_epochs: int
+    extra: tuple[tuple[str, Any], ...] = ()  # further method parameters of the point (rung 1b)
 
 
 def study_params(study: str) -> dict[str, dict[str, Any]]:
@@ -65,7 +66,8 @@ def study_params(study: str) -> dict[str, dict[str, Any]]:
 
 def study_file(folder: Path, name: str, model: str, point: Point, seeds: list[int], tasks: list[str],
                base: dict[str, dict[str, Any]]) -> Path:
-    params = {point.method: {**base.get(point.method, {}), **({} if point.blr is None else {"blr": point.blr})}}
+    params = {point.method: {**base.get(point.method, {}), **({} if point.blr is None else {"blr": point.blr}),
+                             **dict(point.extra)}}
     params = {m: p for m, p in params.items() if p}
     downstream = []
     for task in tasks:
@@ -146,6 +148,15 @@ def verdict(a: Sample, b: Sample) -> str:
     return f"{word}: {d:+.1f} (2 SE {K_SE * se:.1f})"
 
 
+def parse_sweep(text: str) -> tuple[str, str, list[Any]]:
+    """``dino.momentum_teacher=0.9,0.99`` -> ("dino", "momentum_teacher", [0.9, 0.99]) (values read as YAML)."""
+    key, _, values = text.partition("=")
+    method, _, name = key.partition(".")
+    if not (method and name and values):
+        raise SystemExit(f"--sweep {text!r}: expected METHOD.PARAM=V1,V2,...")
+    return method, name, [yaml.safe_load(v) for v in values.split(",")]
+
+
 def default_blr(method: str) -> float:
     from harness.methods import METHODS
 
@@ -161,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ft-epochs", type=int, nargs="*", default=[3, 10, 20, 40], help="plateau curve lengths")
     parser.add_argument("--lr-factors", type=float, nargs="*", default=list(LR_FACTORS),
                         help="multiples of each method's declared blr tried in rung 1")
+    parser.add_argument("--sweep", nargs="*", default=[], metavar="METHOD.PARAM=V1,V2",
+                        help="rung 1b: further method parameters tried at the chosen blr over all seeds (k-NN)")
     parser.add_argument("--study", default="imagenet-fractions", help="whose tiny method_params every run uses")
     parser.add_argument("--max-parallel", type=int, default=2)
     parser.add_argument("--results", type=Path, default=Path(tempfile.gettempdir()) / "harness-calibration")
@@ -204,13 +217,26 @@ def main(argv: list[str] | None = None) -> int:
     meta["chosen_blr"] = chosen_blr
     write(rows, "lr")
 
+    chosen_extra: dict[str, tuple[tuple[str, Any], ...]] = {m: () for m in args.methods}
+    for method, name, values in map(parse_sweep, args.sweep):
+        print(f"rung 1b: {method} {name} in {values} (all seeds, {short} epochs, k-NN)", flush=True)
+        points = [(Point("param", method, chosen_blr[method], short, ft, chosen_extra[method] + ((name, v),)),
+                   seeds, ["knn"]) for v in values]
+        rows += run_points(points, args.model, args.results, args.max_parallel, base)
+        by_value = {p.extra: sample(rows, rung="param", method=method, extra=p.extra, metric="top1").mean
+                    for p, _, _ in points}
+        chosen_extra[method] = max(by_value, key=by_value.get)
+    meta["chosen_extra"] = {m: dict(e) for m, e in chosen_extra.items() if e}
+    write(rows, "param")
+
     tasks = ["finetune", "knn", "linear_probe"]
     rows += run_points([(Point("final", "none", None, short, ft), seeds, tasks)], args.model, args.results,
                        args.max_parallel, base)
     for epochs in args.epochs:
         for m in args.methods:  # one method at a time, its table row written as soon as it is measured
             print(f"rung 2: {m}, {epochs} pre-training epochs over {len(seeds)} seeds", flush=True)
-            rows += run_points([(Point("final", m, chosen_blr[m], epochs, ft), seeds, tasks)], args.model,
+            rows += run_points([(Point("final", m, chosen_blr[m], epochs, ft, chosen_extra[m]), seeds, tasks)],
+                               args.model,
                                args.results, args.max_parallel, base)
             write(rows, f"final: {m} at {epochs} epochs")
     return 0
@@ -242,6 +268,14 @@ def markdown(rows: list[dict], meta: dict) -> str:
         if r["rung"] == "lr" and r["metric"] == "top1":
             mark = " (chosen)" if meta.get("chosen_blr", {}).get(r["method"]) == r["blr"] else ""
             out.append(f"| {r['method']} | {r['blr']:.2g}{mark} | {r['value']:.1f} |")
+    param_rows = [r for r in rows if r["rung"] == "param" and r["metric"] == "top1"]
+    if param_rows:
+        out += ["", "Further parameters at the chosen blr (k-NN top-1 after the shorter pre-training, mean ± SE "
+                "over seeds):", "", "| method | parameters | k-NN |", "|---|---|---:|"]
+        for method, extra in dict.fromkeys((r["method"], tuple(map(tuple, r["extra"]))) for r in param_rows):
+            chosen = " (chosen)" if meta.get("chosen_extra", {}).get(method) == dict(extra) else ""
+            text = ", ".join(f"{k} {v}" for k, v in extra)
+            out.append(f"| {method} | {text}{chosen} | {fmt(sample(param_rows, method=method, extra=extra))} |")
     out += ["", "With the chosen blr, over seeds (mean ± SE); \"beats random init\" = mean difference beyond "
             f"{K_SE:g} standard errors:", "",
             "| method | pre-train epochs | updates | fine-tune | k-NN | linear probe | beats RI: fine-tune | beats RI: k-NN |",
