@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from itertools import product
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from harness.errors import ConfigError
 from harness.registry import POOL_FROM_METHOD
@@ -341,3 +341,23 @@ def _stored_plan(doc: dict) -> StoredPlan:
 
 def source_changed(stored: StoredPlan, source: str | Path) -> bool:
     return _sha256(source) != stored.source_sha256
+
+
+class PlannedJob(NamedTuple):
+    """What a report needs of a stored job: no resources, schedule or Job objects are built."""
+
+    stage: str
+    coords: dict[str, Any]
+    params: dict[str, Any]
+
+
+def load_planned_jobs(study_dir: Path) -> dict[str, PlannedJob]:
+    """Each job of the stored plan by id (empty when none is stored or its layout is another); jobs sharing
+    parameters share one dict, so comparing them by identity first is cheap."""
+    try:
+        doc = json.loads((study_dir / PLAN_FILE).read_text())
+        shared = _Shared(doc["shared"])
+        return {j["id"]: PlannedJob(j["stage"], j["coords"], shared.get(j["config"].get("params")) or {})
+                for j in doc["jobs"]}
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, IndexError, AttributeError):
+        return {}
