@@ -65,8 +65,12 @@ class Plan:
         return [j for j in self.jobs if j.stage == "downstream"]
 
 
+# one encoder for every call: json.dumps with options builds a new encoder each time
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
+
 def canonical_json(data: Any) -> str:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return _CANONICAL.encode(data)
 
 
 def identity(config: dict[str, Any]) -> str:
@@ -192,17 +196,25 @@ def downstream_jobs(study: Study, upstream: list[Job]) -> list[Job]:
         fingerprints[dataset] = dataset_fingerprint(dataset)
         train_sizes[dataset] = sizes.get("train")
     schedules: dict[tuple[int, str], dict | None] = {}  # one per downstream entry and dataset
+
+    @cache
+    def entry_params(i: int, method: str) -> dict[str, Any]:
+        """An entry's resolved parameters for an upstream method: one dict shared by all its jobs."""
+        entry = s.downstream[i]
+        try:
+            params = tasks().get(entry.task).resolved_params(study.scale_name, entry.params)
+        except (KeyError, ValueError) as e:
+            raise ConfigError(study.source, f"downstream[{i}].params", str(e.args[0])) from None
+        if params.get("pool") == POOL_FROM_METHOD and (method_cls := _method_class(method)):
+            params = {**params, "pool": method_cls.pooling}  # how the upstream method's encoder is read
+        return params
+
     for pre in upstream:
         for i, entry in enumerate(s.downstream):
             if not applies(entry, pre):
                 continue
             cls = tasks().get(entry.task)
-            try:
-                params = cls.resolved_params(study.scale_name, entry.params)
-            except (KeyError, ValueError) as e:
-                raise ConfigError(study.source, f"downstream[{i}].params", str(e.args[0])) from None
-            if params.get("pool") == POOL_FROM_METHOD and (method_cls := _method_class(pre.coords["method"])):
-                params = {**params, "pool": method_cls.pooling}  # how the upstream method's encoder is read
+            params = entry_params(i, pre.coords["method"])
             info = dataset_info(entry.dataset)
             if info.kind != cls.dataset_kind:
                 raise ConfigError(study.source, f"downstream[{i}].dataset", f"task {entry.task!r} needs a "
