@@ -3,6 +3,7 @@ one figure per study cell, methods overlaid, from each job's ``history.jsonl``. 
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -35,28 +36,54 @@ def _state(job_dir: Path) -> tuple[str, str]:
     return state.value, ""
 
 
-def job_states(study_dir: Path, known: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per job folder (and per job of ``known`` without one: pending), with its coordinates and state."""
-    rows = []
-    seen = set()
-    folders = sorted(p for p in study_dir.iterdir() if p.is_dir()) if study_dir.is_dir() else []
-    for d in folders:
-        if not any((d / f).exists() for f in (R.SPEC, R.SUBMITTED, R.FAILED, R.METRICS)):
-            continue  # tables/, figures/, drivers/, ...
-        spec = R.read_json(d / R.SPEC) or {}
+_MARKS = {R.SPEC, R.SUBMITTED, R.FAILED, R.METRICS}
+
+
+def _folder_row(study_dir: Path, name: str, files: set[str], planned, validated: set[str]) -> dict:
+    if planned is not None:  # the launched plan has its coordinates: no spec.json to read
+        stage, coords = planned.stage, planned.coords
+    else:
+        spec = R.read_json(study_dir / name / R.SPEC) or {}
+        stage = spec.get("stage") or ("pretrain" if name.startswith("pre-") else "downstream")
         coords = spec.get("coords") or {}
-        state, detail = _state(d)
-        rows.append({"job_id": d.name, "stage": spec.get("stage") or ("pretrain" if d.name.startswith("pre-")
-                                                                      else "downstream"),
-                     **{k: coords.get(k) for k in STATE_COLUMNS[2:9]}, "state": state, "detail": detail,
-                     "log": f"{d.name}/{R.LOG}" if (d / R.LOG).exists() else None,
-                     "history": f"{d.name}/{HISTORY}" if (d / HISTORY).exists() else None})
-        seen.add(d.name)
+    if R.METRICS in files and name in validated:
+        state, detail = R.JobState.DONE.value, ""
+    elif not files & {R.METRICS, R.FAILED, R.SUBMITTED}:
+        state, detail = R.JobState.PENDING.value, ""
+    else:
+        state, detail = _state(study_dir / name)
+    return {"job_id": name, "stage": stage, **{k: coords.get(k) for k in STATE_COLUMNS[2:9]}, "state": state,
+            "detail": detail, "log": f"{name}/{R.LOG}" if R.LOG in files else None,
+            "history": f"{name}/{HISTORY}" if HISTORY in files else None}
+
+
+def _job_folders(study_dir: Path) -> dict[str, set[str]]:
+    """Each job folder's file names, one listing per folder (tables/, figures/, ... hold no job file)."""
+    if not study_dir.is_dir():
+        return {}
+    with os.scandir(study_dir) as entries:
+        names = sorted(e.name for e in entries if e.is_dir())
+    folders = {}
+    for name in names:
+        files = set(os.listdir(study_dir / name))
+        if files & _MARKS:
+            folders[name] = files
+    return folders
+
+
+def job_states(study_dir: Path, known: pd.DataFrame | None = None, planned: dict | None = None,
+               validated: set[str] = frozenset()) -> pd.DataFrame:
+    """One row per job folder (and per job of ``known`` without one: pending), with its coordinates and state.
+    ``planned``: the launched plan's jobs by id (coordinates without reading spec.json); ``validated``: jobs
+    whose metrics.json the collected results were read from, so it is known to be valid (not read again)."""
+    planned = planned or {}
+    rows = [_folder_row(study_dir, name, files, planned.get(name), validated)
+            for name, files in _job_folders(study_dir).items()]
+    seen = {r["job_id"] for r in rows}
     if known is not None:
-        for rec in known.to_dict("records"):
-            if rec["job_id"] not in seen:
-                rows.append({**{k: rec.get(k) for k in STATE_COLUMNS}, "state": "pending", "detail": "",
-                             "log": None, "history": None})
+        for rec in known[~known["job_id"].isin(seen)].to_dict("records"):
+            rows.append({**{k: rec.get(k) for k in STATE_COLUMNS}, "state": "pending", "detail": "",
+                         "log": None, "history": None})
     frame = pd.DataFrame(rows, columns=STATE_COLUMNS)
     return frame.sort_values(["stage", "job_id"], key=lambda c: c.map({"pretrain": 0, "downstream": 1})
                              if c.name == "stage" else c).reset_index(drop=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.claims import FAILS, HOLDS, ClaimResult
-from analysis.provenance import commit_label
+from analysis.provenance import commit_labels
 from analysis.tables import Table
 
 STYLE = """
@@ -29,8 +29,17 @@ code { font-size: 0.85em; }
 """
 
 
+# above this many rows a per-job table stays out of the page (a browser struggles with it): jobs.csv holds it
+INLINE_ROWS = 2000
+
+
 def _e(x) -> str:
+    if type(x) is str:
+        return html.escape(x)
     return html.escape("" if x is None or (isinstance(x, float) and pd.isna(x)) else str(x))
+
+
+PER_JOB_ENV = ["job_id", "git_commit", "git_dirty", "host", "python"]
 
 
 def _verdict_class(verdict: str) -> str:
@@ -71,7 +80,8 @@ def claims_html(results: list[ClaimResult]) -> str:
 
 def frame_html(frame: pd.DataFrame) -> str:
     head = "".join(f"<th>{_e(c)}</th>" for c in frame.columns)
-    body = "".join("<tr>" + "".join(f"<td>{_e(v)}</td>" for v in row) + "</tr>" for row in frame.itertuples(index=False))
+    body = "".join("<tr><td>" + "</td><td>".join(map(_e, row)) + "</td></tr>"
+                   for row in zip(*(frame[c].tolist() for c in frame.columns)))
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -109,29 +119,63 @@ def curves_html(curves: list[tuple[str, Path]], base: Path) -> str:
     return "".join(_figure(png, base, title, anchor=png.stem) for title, png in curves)
 
 
-def states_html(states: pd.DataFrame, curve_anchor: dict[str, str]) -> str:
-    """Every job with its state (done, failed and why, running and how far, pending) and links to its files."""
+def _state_row(r: dict, curve_anchor: dict[str, str]) -> str:
+    links = [f'<a href="{_e(r[k])}">{name}</a>' for k, name in (("log", "log"), ("history", "history"))
+             if isinstance(r.get(k), str)]
+    if r["job_id"] in curve_anchor:
+        links.append(f'<a href="#{_e(curve_anchor[r["job_id"]])}">curves</a>')
+    where = f"{r['task']} on {r['task_dataset']}" if isinstance(r.get("task"), str) else "pre-training"
+    return (f'<tr class="{_e(r["state"])}"><td>{_e(r["job_id"])}</td><td>{_e(where)}</td>'
+            f'<td><b>{_e(r["state"])}</b></td><td class=small>{_e(r["detail"])}</td>'
+            f'<td class=small>{" · ".join(links)}</td></tr>')
+
+
+def _states_table(states: pd.DataFrame, curve_anchor: dict[str, str]) -> str:
+    rows = "".join(_state_row(r, curve_anchor) for r in states.to_dict("records"))
+    return ("<table><thead><tr><th>job</th><th>stage</th><th>state</th><th>detail</th><th>files</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>")
+
+
+CELL = ["stage", "method", "pretrain_dataset", "fraction", "epochs", "task", "task_dataset"]
+
+
+def cells_html(states: pd.DataFrame) -> str:
+    """Jobs per study cell (seeds pooled) and state: the view of a study too large to list job by job."""
+    counts = states.groupby(CELL, dropna=False, sort=False)["state"].value_counts().unstack(fill_value=0)
+    order = [s for s in ("done", "running", "pending", "failed", "dependency-failed") if s in counts.columns]
+    counts = counts[order + sorted(set(counts.columns) - set(order))].reset_index()
+    counts = counts.sort_values(CELL, key=lambda c: c.map({"pretrain": 0, "downstream": 1})
+                                if c.name == "stage" else c, na_position="first")
+    return frame_html(counts.astype(object).where(counts.notna(), None))
+
+
+def states_html(states: pd.DataFrame, curve_anchor: dict[str, str], jobs_csv: str | None = None) -> str:
+    """Every job with its state (done, failed and why, running and how far, pending) and links to its files;
+    above ``INLINE_ROWS`` jobs, the jobs per cell and state, the failed jobs, and every job in ``jobs_csv``."""
     counts = states["state"].value_counts()
     summary = ", ".join(f"{_e(k)} {v}" for k, v in counts.items())
-    rows = []
-    for r in states.to_dict("records"):
-        links = [f'<a href="{_e(r[k])}">{name}</a>' for k, name in (("log", "log"), ("history", "history"))
-                 if isinstance(r.get(k), str)]
-        if r["job_id"] in curve_anchor:
-            links.append(f'<a href="#{_e(curve_anchor[r["job_id"]])}">curves</a>')
-        where = f"{r['task']} on {r['task_dataset']}" if isinstance(r.get("task"), str) else "pre-training"
-        rows.append(f'<tr class="{_e(r["state"])}"><td>{_e(r["job_id"])}</td><td>{_e(where)}</td>'
-                    f'<td><b>{_e(r["state"])}</b></td><td class=small>{_e(r["detail"])}</td>'
-                    f'<td class=small>{" · ".join(links)}</td></tr>')
-    return (f"<p class=small>{summary or 'no job has started'}</p><table><thead><tr><th>job</th><th>stage</th>"
-            f"<th>state</th><th>detail</th><th>files</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+    head = f"<p class=small>{summary or 'no job has started'}</p>"
+    if len(states) <= INLINE_ROWS or jobs_csv is None:
+        return head + _states_table(states, curve_anchor)
+    failed = states[states["state"].isin(["failed", "dependency-failed"])]
+    return (head + f'<p class=small>{len(states)} jobs: each with its state, detail and files in <a href="{_e(jobs_csv)}">'
+            f"{_e(jobs_csv)}</a>; here the jobs per study cell and state, then every failed job.</p>"
+            + cells_html(states) + f"<h3>Failed jobs ({len(failed)})</h3>"
+            + (_states_table(failed, curve_anchor) if len(failed) else "<p>None.</p>"))
+
+
+def per_job_html(frame: pd.DataFrame, jobs_csv: str | None, what: str) -> str:
+    if len(frame) <= INLINE_ROWS or jobs_csv is None:
+        return frame_html(frame)
+    return f'<p class=small>{len(frame)} jobs: {_e(what)} of each in <a href="{_e(jobs_csv)}">{_e(jobs_csv)}</a>.</p>'
 
 
 def write_page(path: Path, *, study: str, scale: str, tables: list[tuple[Table, dict[str, str]]], figures: list[Path],
                claims: list[ClaimResult], jobs: pd.DataFrame, envs: pd.DataFrame, links: dict[str, str],
                states: pd.DataFrame | None = None, curves: list[tuple[str, Path]] = (),
-               seeds: pd.Series | None = None, curve_anchor: dict[str, str] | None = None) -> Path:
-    summary = envs.assign(git=envs.apply(commit_label, axis=1))
+               seeds: pd.Series | None = None, curve_anchor: dict[str, str] | None = None,
+               jobs_csv: str | None = None) -> Path:
+    summary = envs.assign(git=commit_labels(envs))
     prov = (summary.groupby(["git", "python", "packages"], dropna=False)["job_id"].count().rename("jobs").reset_index()
             if len(summary) else summary)
     hosts = ", ".join(sorted({str(h) for h in envs["host"].dropna()})) or "unknown"
@@ -145,10 +189,10 @@ def write_page(path: Path, *, study: str, scale: str, tables: list[tuple[Table, 
         figures_html(figures, path.parent),
         "<h2>Training curves</h2>", curves_html(list(curves), path.parent),
         "<h2>Jobs and their state</h2>",
-        states_html(states, curve_anchor or {}) if states is not None else "<p>No job folder.</p>",
-        "<h2>Plan: the jobs with results</h2>", frame_html(jobs),
+        states_html(states, curve_anchor or {}, jobs_csv) if states is not None else "<p>No job folder.</p>",
+        "<h2>Plan: the jobs with results</h2>", per_job_html(jobs, jobs_csv, "the coordinates and parameters"),
         "<h2>Provenance</h2>", f"<p>Hosts: {_e(hosts)}</p>", frame_html(prov),
-        "<h3>Per job</h3>", frame_html(envs[["job_id", "git_commit", "git_dirty", "host", "python"]]),
+        "<h3>Per job</h3>", per_job_html(envs[PER_JOB_ENV], jobs_csv, "the commit, host and Python"),
     ]
     page = (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{_e(study)} ({_e(scale)})</title>"
             f"<style>{STYLE}</style></head><body>{''.join(sections)}</body></html>\n")

@@ -25,9 +25,14 @@ def jobs_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 def read_env(study_dir: Path, job_id: str) -> dict:
     try:
-        return json.loads((study_dir / job_id / "env.json").read_text())
+        with open(f"{study_dir}/{job_id}/env.json", "rb") as f:
+            return json.loads(f.read())
     except (OSError, json.JSONDecodeError):
         return {}
+
+
+def _packages_text(packages: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(packages.items()) if v)
 
 
 def environments(study_dir: Path, job_ids) -> pd.DataFrame:
@@ -35,22 +40,25 @@ def environments(study_dir: Path, job_ids) -> pd.DataFrame:
     for job_id in job_ids:
         env = read_env(study_dir, job_id)
         git = env.get("git") or {}
-        packages = env.get("packages") or {}
-        records.append({"job_id": job_id, "git_commit": git.get("commit"), "git_dirty": git.get("dirty"),
-                        "host": env.get("host"), "python": env.get("python"),
-                        "packages": ", ".join(f"{k} {v}" for k, v in sorted(packages.items()) if v)})
-    return pd.DataFrame(records, columns=["job_id", "git_commit", "git_dirty", "host", "python", "packages"])
+        records.append((job_id, git.get("commit"), git.get("dirty"), env.get("host"), env.get("python"),
+                        _packages_text(env.get("packages") or {})))
+    return pd.DataFrame.from_records(records, columns=["job_id", "git_commit", "git_dirty", "host", "python",
+                                                       "packages"])
 
 
-def commit_label(row: pd.Series) -> str:
+def commit_label(row) -> str:
     commit = row["git_commit"]
     if not isinstance(commit, str) or not commit:
         return "unknown"
     return commit[:12] + ("+dirty" if row["git_dirty"] is True else "")
 
 
+def commit_labels(envs: pd.DataFrame) -> list[str]:
+    return [commit_label({"git_commit": c, "git_dirty": d}) for c, d in zip(envs["git_commit"], envs["git_dirty"])]
+
+
 def commits(envs: pd.DataFrame) -> dict[str, str]:
-    return {r["job_id"]: commit_label(r) for r in envs[["job_id", "git_commit", "git_dirty"]].to_dict("records")}
+    return dict(zip(envs["job_id"], commit_labels(envs)))
 
 
 def read_spec_params(study_dir: Path, job_id: str) -> dict:
@@ -61,27 +69,32 @@ def read_spec_params(study_dir: Path, job_id: str) -> dict:
     return (spec.get("config") or {}).get("params") or {}
 
 
-def planned_params(study_dir: Path) -> dict[str, dict]:
+def planned_params(study_dir: Path, planned: dict | None = None) -> dict[str, dict]:
     """Each job's parameters from the plan the study was launched with (plan.json): one file instead of a
     spec.json per job; a job's identity hashes its configuration, so a job id names the same parameters in both."""
-    from harness.plan import load_plan
+    from harness.plan import load_planned_jobs
 
-    stored = load_plan(study_dir)
-    return {} if stored is None else {j.id: j.config.get("params") or {} for j in stored.jobs}
+    planned = load_planned_jobs(study_dir) if planned is None else planned
+    return {job_id: p.params for job_id, p in planned.items()}
 
 
-def varying_params(study_dir: Path, jobs: pd.DataFrame) -> pd.Series:
+def _key(value) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def varying_params(study_dir: Path, jobs: pd.DataFrame, planned: dict | None = None) -> pd.Series:
     """Per job, the method/task parameters (from spec.json) that differ between jobs of the same stage and kind,
     e.g. the longer detection schedule of random init; empty where nothing differs or no spec.json is there."""
-    planned = planned_params(study_dir)
-    params = {j: planned[j] if j in planned else read_spec_params(study_dir, j) for j in jobs["job_id"]}
+    plan_params = planned_params(study_dir, planned)
+    params = {j: plan_params[j] if j in plan_params else read_spec_params(study_dir, j) for j in jobs["job_id"]}
     kind = jobs["method"].where(jobs["stage"] == "pretrain", jobs["task"]).fillna("")
     out = pd.Series("", index=jobs.index, dtype=object)
     for _, group in jobs.groupby([jobs["stage"], kind]):
         dicts = [params[j] for j in group["job_id"]]
-        distinct = list({json.dumps(d, sort_keys=True, default=str): d for d in dicts}.values())  # few per group
+        by_object = {id(d): d for d in dicts}.values()  # jobs of one plan share their parameters' dict
+        distinct = list({_key(d): d for d in by_object}.values())  # few per group
         keys = sorted({k for d in distinct for k in d})
-        varying = [k for k in keys if len({json.dumps(d.get(k), sort_keys=True, default=str) for d in distinct}) > 1]
+        varying = [k for k in keys if len({_key(d.get(k)) for d in distinct}) > 1]
         if varying:
             out[group.index] = [", ".join(f"{k}={d.get(k)}" for k in varying) for d in dicts]
     return out

@@ -14,11 +14,13 @@ import pandas as pd
 from analysis.claims import evaluate_study, write_claims
 from analysis.curves import cell_title, job_states, loss_curve_figures
 from analysis.figures import write_figures
-from analysis.html import write_page
+from analysis.html import PER_JOB_ENV, write_page
 from analysis.provenance import commits, environments, jobs_frame, varying_params
 from analysis.tables import study_tables, write_tables
+from harness.plan import load_planned_jobs
 
 ALL = ("tables", "figures", "claims", "html")
+JOBS_CSV = "jobs.csv"
 
 
 def write_report(frame: pd.DataFrame, study_dir: Path, scale: str | None = None,
@@ -43,8 +45,25 @@ def seeds_per_cell(frame: pd.DataFrame) -> pd.Series:
     return frame.groupby(keys, dropna=False)["seed"].nunique()
 
 
-def _plan(jobs: pd.DataFrame, study_dir: Path) -> pd.DataFrame:
-    return jobs.assign(params_that_differ=varying_params(study_dir, jobs))
+def _plan(jobs: pd.DataFrame, study_dir: Path, planned: dict) -> pd.DataFrame:
+    return jobs.assign(params_that_differ=varying_params(study_dir, jobs, planned))
+
+
+def write_jobs_csv(path: Path, states: pd.DataFrame, jobs: pd.DataFrame, envs: pd.DataFrame) -> Path:
+    """Every job: its state and files, and for a job with results its parameters that differ and provenance."""
+    extra = jobs[["job_id", "upstream", "updates", "wall_time_s", "params_that_differ"]].merge(
+        envs[PER_JOB_ENV], on="job_id", how="left")
+    states.merge(extra, on="job_id", how="left").to_csv(path, index=False)
+    return path
+
+
+def _curve_anchors(states: pd.DataFrame, curves: list[tuple[str, Path]]) -> dict[str, str]:
+    """Each job's link to the curves of its study cell."""
+    stems = {title: png.stem for title, png in curves}
+    if not stems:
+        return {}
+    return {r["job_id"]: stems[title] for r in states.to_dict("records") if isinstance(r["method"], str)
+            and (title := cell_title(r)) in stems}
 
 
 def _write_one(frame: pd.DataFrame, study_dir: Path, out: Path, scale: str, what: tuple[str, ...]) -> list[Path]:
@@ -73,11 +92,14 @@ def _write_one(frame: pd.DataFrame, study_dir: Path, out: Path, scale: str, what
         collected = {f"collected.{e}": f"collected.{e}" for e in ("csv", "parquet") if (study_dir / f"collected.{e}").exists()}
         if out == study_dir:
             links.update(collected)
-        states = job_states(study_dir, jobs)
+        planned = load_planned_jobs(study_dir)
+        states = job_states(study_dir, jobs, planned, validated=set(frame["job_id"]))
         curves = loss_curve_figures(study_dir, states, out / "figures" / "curves")
-        anchors = {r["job_id"]: png.stem for r in states.to_dict("records") if isinstance(r["method"], str)
-                   for title, png in curves if cell_title(r) == title}
+        anchors = _curve_anchors(states, curves)
+        planned_jobs = _plan(jobs, study_dir, planned)
+        written.append(write_jobs_csv(out / JOBS_CSV, states, planned_jobs, envs))
+        links[JOBS_CSV] = JOBS_CSV
         written.append(write_page(out / "report.html", study=study, scale=scale, tables=tables, figures=figures,
-                                  claims=results, jobs=_plan(jobs, study_dir), envs=envs, links=links,
-                                  states=states, curves=curves, seeds=seeds_per_cell(frame), curve_anchor=anchors))
+                                  claims=results, jobs=planned_jobs, envs=envs, links=links, states=states,
+                                  curves=curves, seeds=seeds_per_cell(frame), curve_anchor=anchors, jobs_csv=JOBS_CSV))
     return written

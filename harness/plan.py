@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from itertools import product
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from harness.errors import ConfigError
 from harness.registry import POOL_FROM_METHOD
@@ -65,8 +65,12 @@ class Plan:
         return [j for j in self.jobs if j.stage == "downstream"]
 
 
+# one encoder for every call: json.dumps with options builds a new encoder each time
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
+
 def canonical_json(data: Any) -> str:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return _CANONICAL.encode(data)
 
 
 def identity(config: dict[str, Any]) -> str:
@@ -192,17 +196,25 @@ def downstream_jobs(study: Study, upstream: list[Job]) -> list[Job]:
         fingerprints[dataset] = dataset_fingerprint(dataset)
         train_sizes[dataset] = sizes.get("train")
     schedules: dict[tuple[int, str], dict | None] = {}  # one per downstream entry and dataset
+
+    @cache
+    def entry_params(i: int, method: str) -> dict[str, Any]:
+        """An entry's resolved parameters for an upstream method: one dict shared by all its jobs."""
+        entry = s.downstream[i]
+        try:
+            params = tasks().get(entry.task).resolved_params(study.scale_name, entry.params)
+        except (KeyError, ValueError) as e:
+            raise ConfigError(study.source, f"downstream[{i}].params", str(e.args[0])) from None
+        if params.get("pool") == POOL_FROM_METHOD and (method_cls := _method_class(method)):
+            params = {**params, "pool": method_cls.pooling}  # how the upstream method's encoder is read
+        return params
+
     for pre in upstream:
         for i, entry in enumerate(s.downstream):
             if not applies(entry, pre):
                 continue
             cls = tasks().get(entry.task)
-            try:
-                params = cls.resolved_params(study.scale_name, entry.params)
-            except (KeyError, ValueError) as e:
-                raise ConfigError(study.source, f"downstream[{i}].params", str(e.args[0])) from None
-            if params.get("pool") == POOL_FROM_METHOD and (method_cls := _method_class(pre.coords["method"])):
-                params = {**params, "pool": method_cls.pooling}  # how the upstream method's encoder is read
+            params = entry_params(i, pre.coords["method"])
             info = dataset_info(entry.dataset)
             if info.kind != cls.dataset_kind:
                 raise ConfigError(study.source, f"downstream[{i}].dataset", f"task {entry.task!r} needs a "
@@ -341,3 +353,23 @@ def _stored_plan(doc: dict) -> StoredPlan:
 
 def source_changed(stored: StoredPlan, source: str | Path) -> bool:
     return _sha256(source) != stored.source_sha256
+
+
+class PlannedJob(NamedTuple):
+    """What a report needs of a stored job: no resources, schedule or Job objects are built."""
+
+    stage: str
+    coords: dict[str, Any]
+    params: dict[str, Any]
+
+
+def load_planned_jobs(study_dir: Path) -> dict[str, PlannedJob]:
+    """Each job of the stored plan by id (empty when none is stored or its layout is another); jobs sharing
+    parameters share one dict, so comparing them by identity first is cheap."""
+    try:
+        doc = json.loads((study_dir / PLAN_FILE).read_text())
+        shared = _Shared(doc["shared"])
+        return {j["id"]: PlannedJob(j["stage"], j["coords"], shared.get(j["config"].get("params")) or {})
+                for j in doc["jobs"]}
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, IndexError, AttributeError):
+        return {}

@@ -110,24 +110,40 @@ class MetricsDoc(BaseModel):
     metrics: list[MetricRow]
 
 
+def _plainly_valid(doc: Any) -> bool:
+    """True when ``doc`` obviously matches MetricsDoc (exact types only); anything else goes to pydantic,
+    which decides and words the error."""
+    if type(doc) is not dict or type(rows := doc.get("metrics")) is not list:
+        return False
+    for r in rows:
+        if type(r) is not dict or type(r.get("name")) is not str or not r["name"] \
+                or type(r.get("value", "")) not in (float, int, type(None)) or type(r.get("split", "")) is not str:
+            return False
+    return True
+
+
 def read_metrics(job_dir: Path) -> dict[str, Any] | None:
     """``metrics.json`` validated against its schema; None when the job has not written it.
     Raises CorruptResultError (naming the file) when it exists but cannot be trusted."""
-    path = job_dir / METRICS
+    path = f"{job_dir}/{METRICS}"
     try:
-        text = path.read_text()
+        with open(path, "rb") as f:
+            text = f.read()
     except FileNotFoundError:
         return None
     try:
         doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise CorruptResultError(str(path), f"not valid JSON ({e.msg} at line {e.lineno})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        msg = f"{e.msg} at line {e.lineno}" if isinstance(e, json.JSONDecodeError) else str(e)
+        raise CorruptResultError(path, f"not valid JSON ({msg})") from None
+    if _plainly_valid(doc):
+        return doc
     try:
         MetricsDoc.model_validate(doc)
     except ValidationError as e:
         err = e.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
-        raise CorruptResultError(str(path), f"{where + ': ' if where else ''}{err['msg']}") from None
+        raise CorruptResultError(path, f"{where + ': ' if where else ''}{err['msg']}") from None
     return doc
 
 

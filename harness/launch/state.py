@@ -11,6 +11,7 @@ time, so a pid the system gave to another process reads as interrupted.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -46,6 +47,18 @@ def signature(job_dir: Path) -> str:
     except OSError:
         submitted = ""
     return f"{(job_dir / R.METRICS).exists()}|{submitted}"
+
+
+NO_FOLDER_SIGNATURE = "False|"  # ``signature`` of a job folder that does not exist
+
+
+def _folder_names(study_dir: Path) -> set[str]:
+    """The study folder's entries, in one listing."""
+    try:
+        with os.scandir(study_dir) as entries:
+            return {e.name for e in entries}
+    except (FileNotFoundError, NotADirectoryError):
+        return set()
 
 
 def trainer_alive(job_dir: Path) -> dict | None:
@@ -167,7 +180,11 @@ def job_statuses(jobs: list[Job], study_dir: Path, query_slurm: bool = True) -> 
     in_slurm: dict[str, str] = {}
     submitted: dict[str, dict] = {}  # submitted.json of the jobs in SLURM, read once
     failed_in_slurm: dict[str, str] = {}
+    folders = _folder_names(study_dir)
     for job in jobs:
+        if job.id not in folders:  # never started: nothing in its folder to read
+            statuses[job.id] = JobStatus(JobState.PENDING, seen=NO_FOLDER_SIGNATURE)
+            continue
         d = study_dir / job.id
         state = R.local_job_state(d)
         if state != JobState.DONE and (worker := trainer_alive(d)):  # e.g. a trainer whose job process was killed
