@@ -174,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="multiples of each method's declared blr tried in rung 1")
     parser.add_argument("--sweep", nargs="*", default=[], metavar="METHOD.PARAM=V1,V2",
                         help="rung 1b: further method parameters tried at the chosen blr over all seeds (k-NN)")
+    parser.add_argument("--short-ft-epochs", type=int, default=None,
+                        help="rung 2 also fine-tunes this many epochs (the length a default study affords)")
     parser.add_argument("--study", default="imagenet-fractions", help="whose tiny method_params every run uses")
     parser.add_argument("--max-parallel", type=int, default=2)
     parser.add_argument("--results", type=Path, default=Path(tempfile.gettempdir()) / "harness-calibration")
@@ -185,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     base = study_params(args.study)
     t_start = time.time()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
-    meta: dict[str, Any] = {"commit": commit, "model": args.model, "seeds": seeds, "epochs": args.epochs,
+    meta: dict[str, Any] = {"short_ft_epochs": args.short_ft_epochs, "commit": commit, "model": args.model, "seeds": seeds, "epochs": args.epochs,
                             "lr_factors": args.lr_factors, "methods": args.methods, "method_params": base}
 
     def write(rows: list[dict], done: str) -> None:  # after every rung: an interrupted sweep still leaves its tables
@@ -230,14 +232,20 @@ def main(argv: list[str] | None = None) -> int:
     write(rows, "param")
 
     tasks = ["finetune", "knn", "linear_probe"]
-    rows += run_points([(Point("final", "none", None, short, ft), seeds, tasks)], args.model, args.results,
-                       args.max_parallel, base)
+
+    def final_points(method: str, blr: float | None, epochs: int, extra: tuple) -> list:
+        points = [(Point("final", method, blr, epochs, ft, extra), seeds, tasks)]
+        if args.short_ft_epochs:  # the same pre-training, also fine-tuned as briefly as a default study does
+            points.append((Point("final-short", method, blr, epochs, args.short_ft_epochs, extra), seeds,
+                           ["finetune"]))
+        return points
+
+    rows += run_points(final_points("none", None, short, ()), args.model, args.results, args.max_parallel, base)
     for epochs in args.epochs:
         for m in args.methods:  # one method at a time, its table row written as soon as it is measured
             print(f"rung 2: {m}, {epochs} pre-training epochs over {len(seeds)} seeds", flush=True)
-            rows += run_points([(Point("final", m, chosen_blr[m], epochs, ft, chosen_extra[m]), seeds, tasks)],
-                               args.model,
-                               args.results, args.max_parallel, base)
+            rows += run_points(final_points(m, chosen_blr[m], epochs, chosen_extra[m]), args.model, args.results,
+                               args.max_parallel, base)
             write(rows, f"final: {m} at {epochs} epochs")
     return 0
 
@@ -278,17 +286,29 @@ def markdown(rows: list[dict], meta: dict) -> str:
             out.append(f"| {method} | {text}{chosen} | {fmt(sample(param_rows, method=method, extra=extra))} |")
     out += ["", "With the chosen blr, over seeds (mean ± SE); \"beats random init\" = mean difference beyond "
             f"{K_SE:g} standard errors:", "",
-            "| method | pre-train epochs | updates | fine-tune | k-NN | linear probe | beats RI: fine-tune | beats RI: k-NN |",
-            "|---|---:|---:|---:|---:|---:|---|---|"]
-    base = {t: sample(rows, rung="final", method="none", task=t, metric="top1") for t in ("finetune", "knn", "linear_probe")}
-    out.append(f"| random init | - | 0 | {fmt(base['finetune'])} | {fmt(base['knn'])} | {fmt(base['linear_probe'])} | | |")
+            f"Fine-tune: {meta['ft_epochs']} epochs (the length chosen above)"
+            + (f"; short: {meta['short_ft_epochs']} epochs (a default study's length)." if meta.get("short_ft_epochs")
+               else "."), "",
+            "| method | pre-train epochs | updates | fine-tune | short fine-tune | k-NN | linear probe "
+            "| beats RI: fine-tune | short fine-tune | k-NN |",
+            "|---|---:|---:|---:|---:|---:|---:|---|---|---|"]
+    names = ("finetune", "short", "knn", "linear_probe")
+
+    def samples(method: str, **where) -> dict[str, Sample]:
+        found = {t: sample(rows, rung="final", method=method, task=t, metric="top1", **where) for t in names
+                 if t != "short"}
+        return {**found, "short": sample(rows, rung="final-short", method=method, task="finetune", metric="top1",
+                                         **where)}
+
+    base = samples("none")
+    out.append(f"| random init | - | 0 | {' | '.join(fmt(base[t]) for t in names)} | | | |")
     for m in meta["methods"]:
         for e in meta["epochs"]:
-            s = {t: sample(rows, rung="final", method=m, epochs=e, task=t, metric="top1") for t in base}
+            s = samples(m, epochs=e)
             upd = next((r["updates"] for r in rows if r["rung"] == "final" and r["method"] == m and r["epochs"] == e
                         and r["stage"] == "pretrain"), "")
-            out.append(f"| {m} | {e} | {upd} | {fmt(s['finetune'])} | {fmt(s['knn'])} | {fmt(s['linear_probe'])} | "
-                       f"{verdict(s['finetune'], base['finetune'])} | {verdict(s['knn'], base['knn'])} |")
+            out.append(f"| {m} | {e} | {upd} | {' | '.join(fmt(s[t]) for t in names)} | "
+                       f"{' | '.join(verdict(s[t], base[t]) for t in ('finetune', 'short', 'knn'))} |")
     return "\n".join(out)
 
 
