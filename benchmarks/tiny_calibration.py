@@ -148,6 +148,14 @@ def verdict(a: Sample, b: Sample) -> str:
     return f"{word}: {d:+.1f} (2 SE {K_SE * se:.1f})"
 
 
+def grid_extras(method: str, grid: list[str]) -> list[tuple[tuple[str, Any], ...]]:
+    """Every combination of the ``--grid`` values of ``method``'s parameters (one empty combination if none)."""
+    from itertools import product
+
+    axes = [[(name, v) for v in values] for m, name, values in map(parse_sweep, grid) if m == method]
+    return [tuple(combo) for combo in product(*axes)]
+
+
 def parse_sweep(text: str) -> tuple[str, str, list[Any]]:
     """``dino.momentum_teacher=0.9,0.99`` -> ("dino", "momentum_teacher", [0.9, 0.99]) (values read as YAML)."""
     key, _, values = text.partition("=")
@@ -172,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ft-epochs", type=int, nargs="*", default=[3, 10, 20, 40], help="plateau curve lengths")
     parser.add_argument("--lr-factors", type=float, nargs="*", default=list(LR_FACTORS),
                         help="multiples of each method's declared blr tried in rung 1")
+    parser.add_argument("--grid", nargs="*", default=[], metavar="METHOD.PARAM=V1,V2",
+                        help="rung 1: method parameters tried jointly with every lr factor")
+    parser.add_argument("--lr-seeds", type=int, default=1, help="seeds of rung 1 (the first ones)")
     parser.add_argument("--sweep", nargs="*", default=[], metavar="METHOD.PARAM=V1,V2",
                         help="rung 1b: further method parameters tried at the chosen blr over all seeds (k-NN)")
     parser.add_argument("--short-ft-epochs", type=int, default=None,
@@ -207,19 +218,21 @@ def main(argv: list[str] | None = None) -> int:
     meta["ft_epochs"] = ft = min(n for n, s in curve.items() if s.mean >= best - PLATEAU_POINTS)
     write(rows, "plateau")
 
-    print(f"rung 1: base learning rate (seed 0, {short} epochs, k-NN); fine-tune length {ft} epochs", flush=True)
-    lr_points = [(Point("lr", m, default_blr(m) * f, short, ft), [0], ["knn"]) for m in args.methods
-                 for f in args.lr_factors]
+    lr_seeds = seeds[:args.lr_seeds]
+    print(f"rung 1: base learning rate x {args.grid or 'nothing else'} (seeds {lr_seeds}, {short} epochs, k-NN); "
+          f"fine-tune length {ft} epochs", flush=True)
+    lr_points = [(Point("lr", m, default_blr(m) * f, short, ft, extra), lr_seeds, ["knn"]) for m in args.methods
+                 for f in args.lr_factors for extra in grid_extras(m, args.grid)]
     rows += run_points(lr_points, args.model, args.results, args.max_parallel, base)
-    chosen_blr = {}
+    chosen_blr, chosen_extra = {}, {}
     for m in args.methods:
-        by_lr = {p.blr: sample(rows, rung="lr", method=m, blr=p.blr, metric="top1").mean for p, _, _ in lr_points
-                 if p.method == m}
-        chosen_blr[m] = max(by_lr, key=by_lr.get)
+        score = {(p.blr, p.extra): sample(rows, rung="lr", method=m, blr=p.blr, extra=p.extra, metric="top1").mean
+                 for p, _, _ in lr_points if p.method == m}
+        chosen_blr[m], chosen_extra[m] = max(score, key=score.get)
     meta["chosen_blr"] = chosen_blr
+    meta["chosen_extra"] = {m: dict(e) for m, e in chosen_extra.items() if e}
     write(rows, "lr")
 
-    chosen_extra: dict[str, tuple[tuple[str, Any], ...]] = {m: () for m in args.methods}
     for method, name, values in map(parse_sweep, args.sweep):
         print(f"rung 1b: {method} {name} in {values} (all seeds, {short} epochs, k-NN)", flush=True)
         points = [(Point("param", method, chosen_blr[method], short, ft, chosen_extra[method] + ((name, v),)),
@@ -270,12 +283,16 @@ def markdown(rows: list[dict], meta: dict) -> str:
            "| fine-tune epochs | " + " | ".join(str(n) for n in curve) + " |",
            "|---|" + "---:|" * len(curve), "| top-1 | " + " | ".join(fmt(s) for s in curve.values()) + " |", "",
            f"Chosen fine-tune length: {meta['ft_epochs']} epochs.", "",
-           "Base learning rate (seed 0, k-NN top-1 after the shorter pre-training):", "",
-           "| method | blr | k-NN |", "|---|---:|---:|"]
-    for r in rows:
-        if r["rung"] == "lr" and r["metric"] == "top1":
-            mark = " (chosen)" if meta.get("chosen_blr", {}).get(r["method"]) == r["blr"] else ""
-            out.append(f"| {r['method']} | {r['blr']:.2g}{mark} | {r['value']:.1f} |")
+           "Base learning rate, jointly with the parameters of `--grid` (k-NN top-1 after the shorter pre-training, "
+           "mean ± SE over the seeds of this rung):", "",
+           "| method | blr | parameters | k-NN |", "|---|---:|---|---:|"]
+    lr_rows = [r for r in rows if r["rung"] == "lr" and r["metric"] == "top1"]
+    for method, blr, extra in dict.fromkeys((r["method"], r["blr"], tuple(map(tuple, r["extra"]))) for r in lr_rows):
+        chosen = (meta.get("chosen_blr", {}).get(method) == blr
+                  and meta.get("chosen_extra", {}).get(method, {}) == dict(extra))
+        text = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in extra)
+        out.append(f"| {method} | {blr:.2g}{' (chosen)' if chosen else ''} | {text} | "
+                   f"{fmt(sample(lr_rows, method=method, blr=blr, extra=extra))} |")
     param_rows = [r for r in rows if r["rung"] == "param" and r["metric"] == "top1"]
     if param_rows:
         out += ["", "Further parameters at the chosen blr (k-NN top-1 after the shorter pre-training, mean ± SE "
