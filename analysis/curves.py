@@ -7,17 +7,13 @@ import os
 import re
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from analysis.figures import STYLE, _new_axes, _save  # noqa: E402
-from analysis.labels import METHOD_COLOURS, method_key, method_name  # noqa: E402
-from harness import results as R  # noqa: E402
-from harness.curves import HISTORY, progress_text, read_history  # noqa: E402
-from harness.joblog import last_line  # noqa: E402
+from analysis.figures import STYLE, _new_axes, _save, pyplot
+from analysis.labels import METHOD_COLOURS, method_key, method_name
+from harness import results as R
+from harness.curves import HISTORY, progress_text, read_history
+from harness.joblog import last_line
 
 STATE_COLUMNS = ["job_id", "stage", "method", "pretrain_dataset", "fraction", "epochs", "seed", "task", "task_dataset",
                  "state", "detail", "log", "history"]
@@ -117,6 +113,7 @@ def loss_curve_figures(study_dir: Path, states: pd.DataFrame, out_dir: Path) -> 
         return []
     titled = with_curves.assign(cell=[cell_title(r) for r in with_curves.to_dict("records")])
     written = []
+    plt = pyplot()
     with plt.rc_context(STYLE):
         for title, group in titled.groupby("cell", sort=True):
             fig, ax = _new_axes()
