@@ -1,12 +1,18 @@
-"""Where results came from: the jobs of a collected frame and each job's env.json (git commit, packages, host)."""
+"""Where results came from: the jobs of a collected frame and each job's provenance (git commit, packages,
+host), from the collected frame where metrics.json recorded it, else from the job's env.json."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from harness.collect import PROVENANCE
+from harness.environment import packages_text
+
+ENV_COLUMNS = ["job_id", *PROVENANCE]
 JOB_COLUMNS = ["job_id", "stage", "method", "pretrain_dataset", "fraction", "epochs", "seed", "task", "task_dataset",
                "upstream", "updates", "wall_time_s"]
 
@@ -31,26 +37,42 @@ def read_env(study_dir: Path, job_id: str) -> dict:
         return {}
 
 
-def _packages_text(packages: dict) -> str:
-    return ", ".join(f"{k} {v}" for k, v in sorted(packages.items()) if v)
+def _env_record(study_dir: Path, job_id: str) -> tuple:
+    env = read_env(study_dir, job_id)
+    git = env.get("git") or {}
+    return (job_id, git.get("commit"), git.get("dirty"), env.get("host"), env.get("python"),
+            packages_text(env.get("packages") or {}))
 
 
-def environments(study_dir: Path, job_ids) -> pd.DataFrame:
-    records = []
-    for job_id in job_ids:
-        env = read_env(study_dir, job_id)
-        git = env.get("git") or {}
-        records.append((job_id, git.get("commit"), git.get("dirty"), env.get("host"), env.get("python"),
-                        _packages_text(env.get("packages") or {})))
-    return pd.DataFrame.from_records(records, columns=["job_id", "git_commit", "git_dirty", "host", "python",
-                                                       "packages"])
+def _recorded(frame: pd.DataFrame | None) -> pd.DataFrame:
+    """The provenance the collected frame holds, one row per job; jobs whose metrics.json has none (written
+    before jobs recorded it: no Python version) are left out."""
+    if frame is None or not set(PROVENANCE) <= set(frame.columns):
+        return pd.DataFrame(columns=ENV_COLUMNS)
+    jobs = frame.drop_duplicates("job_id")
+    return jobs.loc[jobs["python"].notna(), ENV_COLUMNS]
+
+
+def environments(study_dir: Path, job_ids, frame: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Each job's commit, dirty flag, host, Python and packages, in the order of ``job_ids``: from ``frame`` (the
+    collected results) where it has them, from the job's env.json for the others."""
+    ids = list(job_ids)
+    recorded = _recorded(frame)
+    known = set(recorded["job_id"])
+    read = pd.DataFrame.from_records([_env_record(study_dir, j) for j in ids if j not in known], columns=ENV_COLUMNS)
+    parts = [p.astype(object) for p in (recorded, read) if len(p)]
+    if not parts:
+        return pd.DataFrame(columns=ENV_COLUMNS)
+    envs = pd.concat(parts, ignore_index=True).set_index("job_id")
+    return envs.reindex(ids).rename_axis("job_id").reset_index()
 
 
 def commit_label(row) -> str:
     commit = row["git_commit"]
     if not isinstance(commit, str) or not commit:
         return "unknown"
-    return commit[:12] + ("+dirty" if row["git_dirty"] is True else "")
+    dirty = row["git_dirty"]
+    return commit[:12] + ("+dirty" if isinstance(dirty, (bool, np.bool_)) and dirty else "")
 
 
 def commit_labels(envs: pd.DataFrame) -> list[str]:

@@ -70,7 +70,7 @@ def _write_one(frame: pd.DataFrame, study_dir: Path, out: Path, scale: str, what
     study = str(frame["study"].iloc[0]) if len(frame) else study_dir.name
     out.mkdir(parents=True, exist_ok=True)
     jobs = jobs_frame(frame)
-    envs = environments(study_dir, jobs["job_id"])
+    envs = environments(study_dir, jobs["job_id"], frame)
     job_commits = commits(envs)
     written: list[Path] = []
     built = study_tables(frame) if {"tables", "html"} & set(what) else []

@@ -104,16 +104,19 @@ class MetricRow(BaseModel):
 
 
 class MetricsDoc(BaseModel):
-    """The schema of ``metrics.json``: its metric rows; identity, coordinates and timings are extras."""
+    """The schema of ``metrics.json``: its metric rows and, from jobs that record it, their provenance (git,
+    host, python, packages: what env.json holds of it); identity, coordinates and timings are extras."""
 
     model_config = ConfigDict(extra="allow")
     metrics: list[MetricRow]
+    provenance: dict[str, Any] | None = None
 
 
 def _plainly_valid(doc: Any) -> bool:
     """True when ``doc`` obviously matches MetricsDoc (exact types only); anything else goes to pydantic,
     which decides and words the error."""
-    if type(doc) is not dict or type(rows := doc.get("metrics")) is not list:
+    if type(doc) is not dict or type(rows := doc.get("metrics")) is not list \
+            or type(doc.get("provenance")) not in (dict, type(None)):
         return False
     for r in rows:
         if type(r) is not dict or type(r.get("name")) is not str or not r["name"] \
