@@ -33,9 +33,12 @@ def _state(job_dir: Path) -> tuple[str, str]:
 
 
 _MARKS = {R.SPEC, R.SUBMITTED, R.FAILED, R.METRICS}
+_UNSETTLED = {R.METRICS, R.FAILED, R.SUBMITTED}
+COORDS = STATE_COLUMNS[2:9]
+_STAGE_RANK = {"pretrain": 0, "downstream": 1}  # pre-training jobs first, then by job id
 
 
-def _folder_row(study_dir: Path, name: str, files: set[str], planned, validated: set[str]) -> dict:
+def _folder_row(study_dir: Path, name: str, files: set[str], planned, validated: set[str]) -> tuple:
     if planned is not None:  # the launched plan has its coordinates: no spec.json to read
         stage, coords = planned.stage, planned.coords
     else:
@@ -44,27 +47,34 @@ def _folder_row(study_dir: Path, name: str, files: set[str], planned, validated:
         coords = spec.get("coords") or {}
     if R.METRICS in files and name in validated:
         state, detail = R.JobState.DONE.value, ""
-    elif not files & {R.METRICS, R.FAILED, R.SUBMITTED}:
+    elif files.isdisjoint(_UNSETTLED):
         state, detail = R.JobState.PENDING.value, ""
     else:
         state, detail = _state(study_dir / name)
-    return {"job_id": name, "stage": stage, **{k: coords.get(k) for k in STATE_COLUMNS[2:9]}, "state": state,
-            "detail": detail, "log": f"{name}/{R.LOG}" if R.LOG in files else None,
-            "history": f"{name}/{HISTORY}" if HISTORY in files else None}
+    return (name, stage, *[coords.get(k) for k in COORDS], state, detail,
+            f"{name}/{R.LOG}" if R.LOG in files else None, f"{name}/{HISTORY}" if HISTORY in files else None)
 
 
 def _job_folders(study_dir: Path) -> dict[str, set[str]]:
     """Each job folder's file names, one listing per folder (tables/, figures/, ... hold no job file)."""
     if not study_dir.is_dir():
         return {}
-    with os.scandir(study_dir) as entries:
+    base = str(study_dir)
+    with os.scandir(base) as entries:
         names = sorted(e.name for e in entries if e.is_dir())
     folders = {}
     for name in names:
-        files = set(os.listdir(study_dir / name))
-        if files & _MARKS:
+        files = set(os.listdir(f"{base}/{name}"))
+        if not files.isdisjoint(_MARKS):
             folders[name] = files
     return folders
+
+
+def _pending_rows(known: pd.DataFrame, seen: set[str]) -> list[tuple]:
+    """Jobs of ``known`` without a folder: pending, with the coordinates ``known`` has."""
+    missing = known[[j not in seen for j in known["job_id"].tolist()]]  # (isin is slow on arrow strings)
+    columns = [missing[k].tolist() if k in missing.columns else [None] * len(missing) for k in STATE_COLUMNS[:9]]
+    return [(*coords, "pending", "", None, None) for coords in zip(*columns)]
 
 
 def job_states(study_dir: Path, known: pd.DataFrame | None = None, planned: dict | None = None,
@@ -73,16 +83,12 @@ def job_states(study_dir: Path, known: pd.DataFrame | None = None, planned: dict
     ``planned``: the launched plan's jobs by id (coordinates without reading spec.json); ``validated``: jobs
     whose metrics.json the collected results were read from, so it is known to be valid (not read again)."""
     planned = planned or {}
-    rows = [_folder_row(study_dir, name, files, planned.get(name), validated)
-            for name, files in _job_folders(study_dir).items()]
-    seen = {r["job_id"] for r in rows}
+    folders = _job_folders(study_dir)
+    rows = [_folder_row(study_dir, name, files, planned.get(name), validated) for name, files in folders.items()]
     if known is not None:
-        for rec in known[~known["job_id"].isin(seen)].to_dict("records"):
-            rows.append({**{k: rec.get(k) for k in STATE_COLUMNS}, "state": "pending", "detail": "",
-                         "log": None, "history": None})
-    frame = pd.DataFrame(rows, columns=STATE_COLUMNS)
-    return frame.sort_values(["stage", "job_id"], key=lambda c: c.map({"pretrain": 0, "downstream": 1})
-                             if c.name == "stage" else c).reset_index(drop=True)
+        rows += _pending_rows(known, set(folders))
+    rows.sort(key=lambda r: (_STAGE_RANK.get(r[1], 2), r[0]))
+    return pd.DataFrame.from_records(rows, columns=STATE_COLUMNS)
 
 
 def cell_title(row: dict) -> str:
