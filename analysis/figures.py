@@ -41,7 +41,7 @@ def pyplot():
 
 
 def _new_axes(height: float = 2.3):
-    return pyplot().subplots(figsize=(COLUMN_WIDTH_IN, height))
+    return pyplot().subplots(figsize=(COLUMN_WIDTH_IN, height), dpi=STYLE["savefig.dpi"])
 
 
 def _line_label(rows: pd.DataFrame) -> pd.Series:
@@ -152,10 +152,14 @@ def bar_figure(rows: pd.DataFrame, ylabel: str):
 
 
 def _save(fig, stem: Path) -> list[Path]:
+    """PNG and PDF cropped to one tight bounding box, laid out once (not once per format)."""
+    plt = pyplot()
     out = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
+    fig.draw_without_rendering()
+    bbox = fig.get_tightbbox(fig.canvas.get_renderer()).padded(plt.rcParams["savefig.pad_inches"])
     for p in out:
-        fig.savefig(p)
-    pyplot().close(fig)
+        fig.savefig(p, bbox_inches=bbox)
+    plt.close(fig)
     return out
 
 
