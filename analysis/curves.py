@@ -19,9 +19,9 @@ STATE_COLUMNS = ["job_id", "stage", "method", "pretrain_dataset", "fraction", "e
                  "state", "detail", "log", "history"]
 
 
-def _state(job_dir: Path) -> tuple[str, str]:
-    """(state, detail) from the folder alone: a failure's reason, a running job's progress."""
-    state = R.local_job_state(job_dir)
+def _state(job_dir: Path, files: set[str]) -> tuple[str, str]:
+    """(state, detail) from the folder alone (``files``: its listing): a failure's reason, a running job's progress."""
+    state = R.local_job_state(job_dir, files)
     if state in (R.JobState.FAILED, R.JobState.DEPENDENCY_FAILED):
         return state.value, last_line((R.read_json(job_dir / R.FAILED) or {}).get("error", ""))
     if state == R.JobState.RUNNING:
@@ -50,7 +50,7 @@ def _folder_row(study_dir: Path, name: str, files: set[str], planned, validated:
     elif files.isdisjoint(_UNSETTLED):
         state, detail = R.JobState.PENDING.value, ""
     else:
-        state, detail = _state(study_dir / name)
+        state, detail = _state(study_dir / name, files)
     return (name, stage, *[coords.get(k) for k in COORDS], state, detail,
             f"{name}/{R.LOG}" if R.LOG in files else None, f"{name}/{HISTORY}" if HISTORY in files else None)
 

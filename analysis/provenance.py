@@ -13,6 +13,7 @@ from harness.collect import PROVENANCE
 from harness.environment import packages_text
 
 ENV_COLUMNS = ["job_id", *PROVENANCE]
+_STAGE_RANK = {"pretrain": 0, "downstream": 1}  # pre-training jobs first, then by job id
 JOB_COLUMNS = ["job_id", "stage", "method", "pretrain_dataset", "fraction", "epochs", "seed", "task", "task_dataset",
                "upstream", "updates", "wall_time_s"]
 
@@ -21,12 +22,16 @@ def jobs_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """One line per job present in the frame (pre-training jobs first), with its grid coordinates; a pre-training
     job that reports no metric (random init) is listed through the downstream jobs that name it as upstream."""
     jobs = frame.drop_duplicates("job_id")[JOB_COLUMNS]
-    down = jobs[(jobs["stage"] == "downstream") & jobs["upstream"].notna() & ~jobs["upstream"].isin(jobs["job_id"])]
+    ids = set(jobs["job_id"].tolist())
+    silent_upstream = [s == "downstream" and isinstance(u, str) and u not in ids
+                       for s, u in zip(jobs["stage"].tolist(), jobs["upstream"].tolist())]
+    down = jobs[silent_upstream]
     if len(down):
         silent = down.drop_duplicates("upstream").assign(job_id=lambda d: d["upstream"], stage="pretrain", task=None,
                                                           task_dataset=None, upstream=None, updates=None, wall_time_s=None)
         jobs = pd.concat([jobs, silent[JOB_COLUMNS]], ignore_index=True)
-    return jobs.sort_values(["stage", "job_id"], key=lambda c: c.map({"pretrain": 0, "downstream": 1}) if c.name == "stage" else c)
+    stages, job_ids = jobs["stage"].tolist(), jobs["job_id"].tolist()
+    return jobs.iloc[sorted(range(len(jobs)), key=lambda i: (_STAGE_RANK.get(stages[i], 2), job_ids[i]))]
 
 
 def read_env(study_dir: Path, job_id: str) -> dict:
