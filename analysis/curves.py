@@ -36,6 +36,7 @@ _MARKS = {R.SPEC, R.SUBMITTED, R.FAILED, R.METRICS}
 _UNSETTLED = {R.METRICS, R.FAILED, R.SUBMITTED}
 COORDS = STATE_COLUMNS[2:9]
 _STAGE_RANK = {"pretrain": 0, "downstream": 1}  # pre-training jobs first, then by job id
+_DONE, _PENDING = R.JobState.DONE.value, R.JobState.PENDING.value
 
 
 def _folder_row(study_dir: Path, name: str, files: set[str], planned, validated: set[str]) -> tuple:
@@ -46,12 +47,12 @@ def _folder_row(study_dir: Path, name: str, files: set[str], planned, validated:
         stage = spec.get("stage") or ("pretrain" if name.startswith("pre-") else "downstream")
         coords = spec.get("coords") or {}
     if R.METRICS in files and name in validated:
-        state, detail = R.JobState.DONE.value, ""
+        state, detail = _DONE, ""
     elif files.isdisjoint(_UNSETTLED):
-        state, detail = R.JobState.PENDING.value, ""
+        state, detail = _PENDING, ""
     else:
         state, detail = _state(study_dir / name, files)
-    return (name, stage, *[coords.get(k) for k in COORDS], state, detail,
+    return (name, stage, *map(coords.get, COORDS), state, detail,
             f"{name}/{R.LOG}" if R.LOG in files else None, f"{name}/{HISTORY}" if HISTORY in files else None)
 
 
