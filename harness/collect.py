@@ -3,7 +3,7 @@
 Only ``metrics.json`` is read (written last and atomically), so a running or crashed job never contributes a
 partial row; one that does not match its schema is skipped with a warning naming it. Saved as ``results/<study>/collected.csv`` and ``collected.parquet``.
 Each row carries its job's provenance (commit, host, Python, packages) where metrics.json records it; results
-written before it did have none there (a report then reads their env.json).
+written before it did have none there (a report then reads their env.json). collected.csv leaves the packages out.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ COORDS = ["method", "pretrain_dataset", "fraction", "epochs", "seed", "task", "t
 PROVENANCE = ["git_commit", "git_dirty", "host", "python", "packages"]
 COLUMNS = ["study", "scale", "stage", "job_id", "upstream", *COORDS, "metric", "split", "value", "updates",
            "wall_time_s", *PROVENANCE]
+CSV_LEAVES_OUT = ["packages"]  # long, and the same on most rows: in collected.parquet and the report
 JOB_KEYS = ["study", "scale", "stage", "job_id", "upstream", *COORDS, "updates", "wall_time_s"]
 
 
@@ -33,13 +34,17 @@ def _job_names(study_dir: Path, only: set[str] | None) -> list[str]:
         return sorted(e.name for e in entries if (only is None or e.name in only) and e.is_dir())
 
 
-def _provenance(doc: dict) -> tuple:
-    """The job's provenance columns; all None for a metrics.json written before jobs recorded it."""
+def _provenance(doc: dict, texts: dict[tuple, str]) -> tuple:
+    """The job's provenance columns; all None for a metrics.json written before jobs recorded it. ``texts``:
+    the packages' text by their versions (a study's jobs share a few sets of versions)."""
     p = doc.get("provenance")
     if not p:
         return (None,) * len(PROVENANCE)
     git = p.get("git") or {}
-    return git.get("commit"), git.get("dirty"), p.get("host"), p.get("python"), packages_text(p.get("packages") or {})
+    versions = tuple((p.get("packages") or {}).items())
+    if (text := texts.get(versions)) is None:
+        text = texts[versions] = packages_text(dict(versions))
+    return git.get("commit"), git.get("dirty"), p.get("host"), p.get("python"), text
 
 
 def _rows(jobs: list[tuple], metrics: list[tuple]) -> pd.DataFrame:
@@ -56,7 +61,7 @@ def _rows(jobs: list[tuple], metrics: list[tuple]) -> pd.DataFrame:
 def collect_frame(study_dir: Path, only: set[str] | None = None) -> pd.DataFrame:
     """Rows of every complete job, or of the jobs in ``only`` (the current plan: folders of jobs that a changed
     study no longer has stay on disk, and must not mix into its tables)."""
-    jobs, metrics = [], []
+    jobs, metrics, texts = [], [], {}
     for name in _job_names(study_dir, only):
         try:
             doc = R.read_metrics(study_dir / name)
@@ -68,7 +73,7 @@ def collect_frame(study_dir: Path, only: set[str] | None = None) -> pd.DataFrame
         rows = doc.get("metrics", [])
         if rows:
             index = len(jobs)
-            jobs.append((*(doc.get(k) for k in JOB_KEYS), *_provenance(doc)))
+            jobs.append((*(doc.get(k) for k in JOB_KEYS), *_provenance(doc, texts)))
             metrics += [(index, m["name"], m.get("split", "val"), m["value"]) for m in rows]
     frame = _rows(jobs, metrics)
     frame["fraction"] = pd.to_numeric(frame["fraction"], errors="coerce")
@@ -80,7 +85,7 @@ def collect_frame(study_dir: Path, only: set[str] | None = None) -> pd.DataFrame
 def collect(study_dir: Path, only: set[str] | None = None) -> pd.DataFrame:
     frame = collect_frame(study_dir, only)
     study_dir.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(study_dir / "collected.csv", index=False)
+    frame.drop(columns=CSV_LEAVES_OUT).to_csv(study_dir / "collected.csv", index=False)
     frame.to_parquet(study_dir / "collected.parquet", index=False)
     return frame
 
