@@ -3,7 +3,7 @@
 Only ``metrics.json`` is read (written last and atomically), so a running or crashed job never contributes a
 partial row; one that does not match its schema is skipped with a warning naming it. Saved as ``results/<study>/collected.csv`` and ``collected.parquet``.
 Each row carries its job's provenance (commit, host, Python, packages) where metrics.json records it; results
-written before it did have none there (a report then reads their env.json). collected.csv leaves the packages out.
+written before it did have none there (a report then reads their env.json). collected.csv leaves it out.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ COORDS = ["method", "pretrain_dataset", "fraction", "epochs", "seed", "task", "t
 PROVENANCE = ["git_commit", "git_dirty", "host", "python", "packages"]
 COLUMNS = ["study", "scale", "stage", "job_id", "upstream", *COORDS, "metric", "split", "value", "updates",
            "wall_time_s", *PROVENANCE]
-CSV_LEAVES_OUT = ["packages"]  # long, and the same on most rows: in collected.parquet and the report
+CSV_LEAVES_OUT = PROVENANCE  # the same on most rows, and long: in collected.parquet (which report reads)
 JOB_KEYS = ["study", "scale", "stage", "job_id", "upstream", *COORDS, "updates", "wall_time_s"]
 
 
