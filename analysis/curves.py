@@ -7,25 +7,21 @@ import os
 import re
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from analysis.figures import STYLE, _new_axes, _save  # noqa: E402
-from analysis.labels import METHOD_COLOURS, method_key, method_name  # noqa: E402
-from harness import results as R  # noqa: E402
-from harness.curves import HISTORY, progress_text, read_history  # noqa: E402
-from harness.joblog import last_line  # noqa: E402
+from analysis.figures import STYLE, _new_axes, _save, pyplot
+from analysis.labels import METHOD_COLOURS, method_key, method_name
+from harness import results as R
+from harness.curves import HISTORY, progress_text, read_history
+from harness.joblog import last_line
 
 STATE_COLUMNS = ["job_id", "stage", "method", "pretrain_dataset", "fraction", "epochs", "seed", "task", "task_dataset",
                  "state", "detail", "log", "history"]
 
 
-def _state(job_dir: Path) -> tuple[str, str]:
-    """(state, detail) from the folder alone: a failure's reason, a running job's progress."""
-    state = R.local_job_state(job_dir)
+def _state(job_dir: Path, files: set[str]) -> tuple[str, str]:
+    """(state, detail) from the folder alone (``files``: its listing): a failure's reason, a running job's progress."""
+    state = R.local_job_state(job_dir, files)
     if state in (R.JobState.FAILED, R.JobState.DEPENDENCY_FAILED):
         return state.value, last_line((R.read_json(job_dir / R.FAILED) or {}).get("error", ""))
     if state == R.JobState.RUNNING:
@@ -37,9 +33,13 @@ def _state(job_dir: Path) -> tuple[str, str]:
 
 
 _MARKS = {R.SPEC, R.SUBMITTED, R.FAILED, R.METRICS}
+_UNSETTLED = {R.METRICS, R.FAILED, R.SUBMITTED}
+COORDS = STATE_COLUMNS[2:9]
+_STAGE_RANK = {"pretrain": 0, "downstream": 1}  # pre-training jobs first, then by job id
+_DONE, _PENDING = R.JobState.DONE.value, R.JobState.PENDING.value
 
 
-def _folder_row(study_dir: Path, name: str, files: set[str], planned, validated: set[str]) -> dict:
+def _folder_row(study_dir: Path, name: str, files: set[str], planned, validated: set[str]) -> tuple:
     if planned is not None:  # the launched plan has its coordinates: no spec.json to read
         stage, coords = planned.stage, planned.coords
     else:
@@ -47,28 +47,35 @@ def _folder_row(study_dir: Path, name: str, files: set[str], planned, validated:
         stage = spec.get("stage") or ("pretrain" if name.startswith("pre-") else "downstream")
         coords = spec.get("coords") or {}
     if R.METRICS in files and name in validated:
-        state, detail = R.JobState.DONE.value, ""
-    elif not files & {R.METRICS, R.FAILED, R.SUBMITTED}:
-        state, detail = R.JobState.PENDING.value, ""
+        state, detail = _DONE, ""
+    elif files.isdisjoint(_UNSETTLED):
+        state, detail = _PENDING, ""
     else:
-        state, detail = _state(study_dir / name)
-    return {"job_id": name, "stage": stage, **{k: coords.get(k) for k in STATE_COLUMNS[2:9]}, "state": state,
-            "detail": detail, "log": f"{name}/{R.LOG}" if R.LOG in files else None,
-            "history": f"{name}/{HISTORY}" if HISTORY in files else None}
+        state, detail = _state(study_dir / name, files)
+    return (name, stage, *map(coords.get, COORDS), state, detail,
+            f"{name}/{R.LOG}" if R.LOG in files else None, f"{name}/{HISTORY}" if HISTORY in files else None)
 
 
 def _job_folders(study_dir: Path) -> dict[str, set[str]]:
     """Each job folder's file names, one listing per folder (tables/, figures/, ... hold no job file)."""
     if not study_dir.is_dir():
         return {}
-    with os.scandir(study_dir) as entries:
+    base = str(study_dir)
+    with os.scandir(base) as entries:
         names = sorted(e.name for e in entries if e.is_dir())
     folders = {}
     for name in names:
-        files = set(os.listdir(study_dir / name))
-        if files & _MARKS:
+        files = set(os.listdir(f"{base}/{name}"))
+        if not files.isdisjoint(_MARKS):
             folders[name] = files
     return folders
+
+
+def _pending_rows(known: pd.DataFrame, seen: set[str]) -> list[tuple]:
+    """Jobs of ``known`` without a folder: pending, with the coordinates ``known`` has."""
+    missing = known[[j not in seen for j in known["job_id"].tolist()]]  # (isin is slow on arrow strings)
+    columns = [missing[k].tolist() if k in missing.columns else [None] * len(missing) for k in STATE_COLUMNS[:9]]
+    return [(*coords, "pending", "", None, None) for coords in zip(*columns)]
 
 
 def job_states(study_dir: Path, known: pd.DataFrame | None = None, planned: dict | None = None,
@@ -77,16 +84,12 @@ def job_states(study_dir: Path, known: pd.DataFrame | None = None, planned: dict
     ``planned``: the launched plan's jobs by id (coordinates without reading spec.json); ``validated``: jobs
     whose metrics.json the collected results were read from, so it is known to be valid (not read again)."""
     planned = planned or {}
-    rows = [_folder_row(study_dir, name, files, planned.get(name), validated)
-            for name, files in _job_folders(study_dir).items()]
-    seen = {r["job_id"] for r in rows}
+    folders = _job_folders(study_dir)
+    rows = [_folder_row(study_dir, name, files, planned.get(name), validated) for name, files in folders.items()]
     if known is not None:
-        for rec in known[~known["job_id"].isin(seen)].to_dict("records"):
-            rows.append({**{k: rec.get(k) for k in STATE_COLUMNS}, "state": "pending", "detail": "",
-                         "log": None, "history": None})
-    frame = pd.DataFrame(rows, columns=STATE_COLUMNS)
-    return frame.sort_values(["stage", "job_id"], key=lambda c: c.map({"pretrain": 0, "downstream": 1})
-                             if c.name == "stage" else c).reset_index(drop=True)
+        rows += _pending_rows(known, set(folders))
+    rows.sort(key=lambda r: (_STAGE_RANK.get(r[1], 2), r[0]))
+    return pd.DataFrame.from_records(rows, columns=STATE_COLUMNS)
 
 
 def cell_title(row: dict) -> str:
@@ -117,6 +120,7 @@ def loss_curve_figures(study_dir: Path, states: pd.DataFrame, out_dir: Path) -> 
         return []
     titled = with_curves.assign(cell=[cell_title(r) for r in with_curves.to_dict("records")])
     written = []
+    plt = pyplot()
     with plt.rc_context(STYLE):
         for title, group in titled.groupby("cell", sort=True):
             fig, ax = _new_axes()

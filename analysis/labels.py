@@ -40,6 +40,6 @@ def epochs_label(e) -> str:
 
 def primary_metrics(metrics) -> list[str]:
     """The panel's primary metrics, or its first metric when it has none of them."""
-    present = sorted(set(metrics), key=metric_key)
+    present = sorted(set(metrics.unique() if isinstance(metrics, pd.Series) else metrics), key=metric_key)
     chosen = [m for m in present if m.split("@")[0] in PRIMARY_METRICS]  # metric@split too
     return chosen or present[:1]

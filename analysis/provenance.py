@@ -1,12 +1,19 @@
-"""Where results came from: the jobs of a collected frame and each job's env.json (git commit, packages, host)."""
+"""Where results came from: the jobs of a collected frame and each job's provenance (git commit, packages,
+host), from the collected frame where metrics.json recorded it, else from the job's env.json."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from harness.collect import PROVENANCE
+from harness.environment import packages_text
+
+ENV_COLUMNS = ["job_id", *PROVENANCE]
+_STAGE_RANK = {"pretrain": 0, "downstream": 1}  # pre-training jobs first, then by job id
 JOB_COLUMNS = ["job_id", "stage", "method", "pretrain_dataset", "fraction", "epochs", "seed", "task", "task_dataset",
                "upstream", "updates", "wall_time_s"]
 
@@ -15,12 +22,16 @@ def jobs_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """One line per job present in the frame (pre-training jobs first), with its grid coordinates; a pre-training
     job that reports no metric (random init) is listed through the downstream jobs that name it as upstream."""
     jobs = frame.drop_duplicates("job_id")[JOB_COLUMNS]
-    down = jobs[(jobs["stage"] == "downstream") & jobs["upstream"].notna() & ~jobs["upstream"].isin(jobs["job_id"])]
+    ids = set(jobs["job_id"].tolist())
+    silent_upstream = [s == "downstream" and isinstance(u, str) and u not in ids
+                       for s, u in zip(jobs["stage"].tolist(), jobs["upstream"].tolist())]
+    down = jobs[silent_upstream]
     if len(down):
         silent = down.drop_duplicates("upstream").assign(job_id=lambda d: d["upstream"], stage="pretrain", task=None,
                                                           task_dataset=None, upstream=None, updates=None, wall_time_s=None)
         jobs = pd.concat([jobs, silent[JOB_COLUMNS]], ignore_index=True)
-    return jobs.sort_values(["stage", "job_id"], key=lambda c: c.map({"pretrain": 0, "downstream": 1}) if c.name == "stage" else c)
+    stages, job_ids = jobs["stage"].tolist(), jobs["job_id"].tolist()
+    return jobs.iloc[sorted(range(len(jobs)), key=lambda i: (_STAGE_RANK.get(stages[i], 2), job_ids[i]))]
 
 
 def read_env(study_dir: Path, job_id: str) -> dict:
@@ -31,26 +42,42 @@ def read_env(study_dir: Path, job_id: str) -> dict:
         return {}
 
 
-def _packages_text(packages: dict) -> str:
-    return ", ".join(f"{k} {v}" for k, v in sorted(packages.items()) if v)
+def _env_record(study_dir: Path, job_id: str) -> tuple:
+    env = read_env(study_dir, job_id)
+    git = env.get("git") or {}
+    return (job_id, git.get("commit"), git.get("dirty"), env.get("host"), env.get("python"),
+            packages_text(env.get("packages") or {}))
 
 
-def environments(study_dir: Path, job_ids) -> pd.DataFrame:
-    records = []
-    for job_id in job_ids:
-        env = read_env(study_dir, job_id)
-        git = env.get("git") or {}
-        records.append((job_id, git.get("commit"), git.get("dirty"), env.get("host"), env.get("python"),
-                        _packages_text(env.get("packages") or {})))
-    return pd.DataFrame.from_records(records, columns=["job_id", "git_commit", "git_dirty", "host", "python",
-                                                       "packages"])
+def _recorded(frame: pd.DataFrame | None) -> pd.DataFrame:
+    """The provenance the collected frame holds, one row per job; jobs whose metrics.json has none (written
+    before jobs recorded it: no Python version) are left out."""
+    if frame is None or not set(PROVENANCE) <= set(frame.columns):
+        return pd.DataFrame(columns=ENV_COLUMNS)
+    jobs = frame.drop_duplicates("job_id")
+    return jobs.loc[jobs["python"].notna(), ENV_COLUMNS]
+
+
+def environments(study_dir: Path, job_ids, frame: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Each job's commit, dirty flag, host, Python and packages, in the order of ``job_ids``: from ``frame`` (the
+    collected results) where it has them, from the job's env.json for the others."""
+    ids = list(job_ids)
+    recorded = _recorded(frame)
+    known = set(recorded["job_id"])
+    read = pd.DataFrame.from_records([_env_record(study_dir, j) for j in ids if j not in known], columns=ENV_COLUMNS)
+    parts = [p.astype(object) for p in (recorded, read) if len(p)]
+    if not parts:
+        return pd.DataFrame(columns=ENV_COLUMNS)
+    envs = pd.concat(parts, ignore_index=True).set_index("job_id")
+    return envs.reindex(ids).rename_axis("job_id").reset_index()
 
 
 def commit_label(row) -> str:
     commit = row["git_commit"]
     if not isinstance(commit, str) or not commit:
         return "unknown"
-    return commit[:12] + ("+dirty" if row["git_dirty"] is True else "")
+    dirty = row["git_dirty"]
+    return commit[:12] + ("+dirty" if isinstance(dirty, (bool, np.bool_)) and dirty else "")
 
 
 def commit_labels(envs: pd.DataFrame) -> list[str]:

@@ -17,6 +17,7 @@ from analysis.figures import write_figures
 from analysis.html import PER_JOB_ENV, write_page
 from analysis.provenance import commits, environments, jobs_frame, varying_params
 from analysis.tables import study_tables, write_tables
+from harness.collect import PROVENANCE
 from harness.plan import load_planned_jobs
 
 ALL = ("tables", "figures", "claims", "html")
@@ -70,7 +71,8 @@ def _write_one(frame: pd.DataFrame, study_dir: Path, out: Path, scale: str, what
     study = str(frame["study"].iloc[0]) if len(frame) else study_dir.name
     out.mkdir(parents=True, exist_ok=True)
     jobs = jobs_frame(frame)
-    envs = environments(study_dir, jobs["job_id"])
+    envs = environments(study_dir, jobs["job_id"], frame)
+    frame = frame.drop(columns=PROVENANCE, errors="ignore")  # every later selection copies fewer columns
     job_commits = commits(envs)
     written: list[Path] = []
     built = study_tables(frame) if {"tables", "html"} & set(what) else []

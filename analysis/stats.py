@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import pandas as pd
 
@@ -31,11 +32,11 @@ class Sample:
     def n(self) -> int:
         return len(self.values)
 
-    @property
+    @cached_property  # (tables and claims read each cell's mean and spread many times)
     def mean(self) -> float:
         return sum(self.values) / self.n if self.n else math.nan
 
-    @property
+    @cached_property
     def std(self) -> float:
         """Sample standard deviation (ddof=1); 0 for one value, which carries no spread."""
         if self.n < 2:

@@ -253,10 +253,16 @@ def to_latex(table: Table) -> str:
     return "% requires \\usepackage{booktabs}\n" + body.replace("\\centering", "\\centering\n\\small", 1)
 
 
-def provenance_frame(table: Table, frame: pd.DataFrame, commits: dict[str, str] | None = None) -> pd.DataFrame:
-    """One line per cell: its numbers and the downstream jobs (and their pre-training jobs) behind it."""
+def upstreams(frame: pd.DataFrame) -> dict[str, str | None]:
+    """Each downstream job's pre-training job."""
     jobs = frame.drop_duplicates("job_id")
-    upstream = dict(zip(jobs["job_id"].tolist(), jobs["upstream"].tolist()))
+    return dict(zip(jobs["job_id"].tolist(), jobs["upstream"].tolist()))
+
+
+def provenance_frame(table: Table, frame: pd.DataFrame, commits: dict[str, str] | None = None,
+                     upstream: dict[str, str | None] | None = None) -> pd.DataFrame:
+    """One line per cell: its numbers and the downstream jobs (and their pre-training jobs) behind it."""
+    upstream = upstreams(frame) if upstream is None else upstream
     records = []
     for r in table.rows:
         for c in table.columns:
@@ -273,7 +279,8 @@ def provenance_frame(table: Table, frame: pd.DataFrame, commits: dict[str, str] 
     return pd.DataFrame(records)
 
 
-def write_table(table: Table, frame: pd.DataFrame, out_dir: Path, commits: dict[str, str] | None = None) -> list[Path]:
+def write_table(table: Table, frame: pd.DataFrame, out_dir: Path, commits: dict[str, str] | None = None,
+                upstream: dict[str, str | None] | None = None) -> list[Path]:
     stem = out_dir / table.stem
     paths = [stem.with_suffix(".csv"), stem.with_suffix(".md"), stem.with_suffix(".tex"),
              stem.parent / f"{stem.name}.provenance.csv"]
@@ -281,7 +288,7 @@ def write_table(table: Table, frame: pd.DataFrame, out_dir: Path, commits: dict[
     notes = "".join(f"\n> warning: {w}\n" for w in table.warnings)
     paths[1].write_text(f"### {table.title}\n\n{to_markdown(table)}\n{notes}")
     paths[2].write_text(to_latex(table))
-    provenance_frame(table, frame, commits).to_csv(paths[3], index=False)
+    provenance_frame(table, frame, commits, upstream).to_csv(paths[3], index=False)
     return paths
 
 
@@ -290,6 +297,7 @@ def write_tables(frame: pd.DataFrame, out_dir: Path, commits: dict[str, str] | N
     """Write every table of the study (``tables``: already built from ``frame``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
+    upstream = upstreams(frame)
     for table in study_tables(frame) if tables is None else tables:
-        written += write_table(table, frame, out_dir, commits)
+        written += write_table(table, frame, out_dir, commits, upstream)
     return written

@@ -98,7 +98,7 @@ def cache_paper_indexes(data_dir: Path) -> dict[str, str]:
 def write_jobs(plan, study_dir: Path, db_path: Path) -> None:
     """A folder per planned job with the files a real job writes; SLURM arrays recorded for the fake sacct."""
     from harness import results as R
-    from harness.environment import environment
+    from harness.environment import environment, provenance
     from harness.job import JobSpec
     from harness.launch import job_spec
     from harness.plan import save_plan
@@ -150,7 +150,7 @@ def write_jobs(plan, study_dir: Path, db_path: Path) -> None:
         write_json(d / R.METRICS, {
             "job_id": job.id, "study": spec.study, "scale": spec.scale, "stage": job.stage, "upstream": job.upstream,
             **job.coords, "metrics": rows, "updates": job.updates or 0, "wall_time_s": round(rng.uniform(10, 99), 2),
-            "finished_at": "2026-01-01T00:00:00"})
+            "finished_at": "2026-01-01T00:00:00", "provenance": provenance(env)})
     db_path.write_text(json.dumps({k: v for k, v in arrays.items()}))
 
 

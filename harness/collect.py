@@ -2,6 +2,8 @@
 
 Only ``metrics.json`` is read (written last and atomically), so a running or crashed job never contributes a
 partial row; one that does not match its schema is skipped with a warning naming it. Saved as ``results/<study>/collected.csv`` and ``collected.parquet``.
+Each row carries its job's provenance (commit, host, Python, packages) where metrics.json records it; results
+written before it did have none there (a report then reads their env.json). collected.csv leaves it out.
 """
 
 from __future__ import annotations
@@ -13,11 +15,15 @@ from pathlib import Path
 import pandas as pd
 
 from harness import results as R
+from harness.environment import packages_text
 from harness.errors import CorruptResultError
 
 COORDS = ["method", "pretrain_dataset", "fraction", "epochs", "seed", "task", "task_dataset"]
+PROVENANCE = ["git_commit", "git_dirty", "host", "python", "packages"]
 COLUMNS = ["study", "scale", "stage", "job_id", "upstream", *COORDS, "metric", "split", "value", "updates",
-           "wall_time_s"]
+           "wall_time_s", *PROVENANCE]
+CSV_LEAVES_OUT = PROVENANCE  # the same on most rows, and long: in collected.parquet (which report reads)
+JOB_KEYS = ["study", "scale", "stage", "job_id", "upstream", *COORDS, "updates", "wall_time_s"]
 
 
 def _job_names(study_dir: Path, only: set[str] | None) -> list[str]:
@@ -28,10 +34,34 @@ def _job_names(study_dir: Path, only: set[str] | None) -> list[str]:
         return sorted(e.name for e in entries if (only is None or e.name in only) and e.is_dir())
 
 
+def _provenance(doc: dict, texts: dict[tuple, str]) -> tuple:
+    """The job's provenance columns; all None for a metrics.json written before jobs recorded it. ``texts``:
+    the packages' text by their versions (a study's jobs share a few sets of versions)."""
+    p = doc.get("provenance")
+    if not p:
+        return (None,) * len(PROVENANCE)
+    git = p.get("git") or {}
+    versions = tuple((p.get("packages") or {}).items())
+    if (text := texts.get(versions)) is None:
+        text = texts[versions] = packages_text(dict(versions))
+    return git.get("commit"), git.get("dirty"), p.get("host"), p.get("python"), text
+
+
+def _rows(jobs: list[tuple], metrics: list[tuple]) -> pd.DataFrame:
+    """One row per metric: the job's columns repeated for each of its metrics (built per column, not per row)."""
+    if not metrics:
+        return pd.DataFrame(columns=COLUMNS)
+    per_job = pd.DataFrame.from_records(jobs, columns=[*JOB_KEYS, *PROVENANCE])
+    job_of, names, splits, values = zip(*metrics)
+    frame = per_job.take(list(job_of)).reset_index(drop=True)
+    frame = frame.assign(metric=list(names), split=list(splits), value=list(values))
+    return frame[COLUMNS]
+
+
 def collect_frame(study_dir: Path, only: set[str] | None = None) -> pd.DataFrame:
     """Rows of every complete job, or of the jobs in ``only`` (the current plan: folders of jobs that a changed
     study no longer has stay on disk, and must not mix into its tables)."""
-    rows = []
+    jobs, metrics, texts = [], [], {}
     for name in _job_names(study_dir, only):
         try:
             doc = R.read_metrics(study_dir / name)
@@ -40,10 +70,12 @@ def collect_frame(study_dir: Path, only: set[str] | None = None) -> pd.DataFrame
             continue
         if doc is None:
             continue
-        base = {k: doc.get(k) for k in ["study", "scale", "stage", "job_id", "upstream", *COORDS, "updates", "wall_time_s"]}
-        for m in doc.get("metrics", []):
-            rows.append({**base, "metric": m["name"], "split": m.get("split", "val"), "value": m["value"]})
-    frame = pd.DataFrame(rows, columns=COLUMNS)
+        rows = doc.get("metrics", [])
+        if rows:
+            index = len(jobs)
+            jobs.append((*(doc.get(k) for k in JOB_KEYS), *_provenance(doc, texts)))
+            metrics += [(index, m["name"], m.get("split", "val"), m["value"]) for m in rows]
+    frame = _rows(jobs, metrics)
     frame["fraction"] = pd.to_numeric(frame["fraction"], errors="coerce")
     frame["epochs"] = pd.to_numeric(frame["epochs"], errors="coerce").astype("Int64")
     frame["value"] = pd.to_numeric(frame["value"])
@@ -53,7 +85,7 @@ def collect_frame(study_dir: Path, only: set[str] | None = None) -> pd.DataFrame
 def collect(study_dir: Path, only: set[str] | None = None) -> pd.DataFrame:
     frame = collect_frame(study_dir, only)
     study_dir.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(study_dir / "collected.csv", index=False)
+    frame.drop(columns=CSV_LEAVES_OUT).to_csv(study_dir / "collected.csv", index=False)
     frame.to_parquet(study_dir / "collected.parquet", index=False)
     return frame
 

@@ -45,3 +45,16 @@ def environment() -> dict:
         "platform": platform.platform(), "host": socket.gethostname(), "pid": os.getpid(), "scheduler": sched,
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # the GPUs the scheduler gave the job
     }
+
+
+PROVENANCE_KEYS = ("git", "host", "python", "packages")
+
+
+def packages_text(packages: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(packages.items()) if v)
+
+
+def provenance(env: dict) -> dict:
+    """What a report shows of where a result came from (commit, host, Python, packages): recorded in
+    ``metrics.json`` too, so that reading the results needs no ``env.json`` per job."""
+    return {k: env.get(k) for k in PROVENANCE_KEYS}

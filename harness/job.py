@@ -183,7 +183,7 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
 
     In a job with several processes every rank runs this; only rank 0 writes the job folder."""
     from harness.engine import device_for
-    from harness.environment import environment
+    from harness.environment import environment, provenance
 
     job_dir = spec.job_dir
     job_dir.mkdir(parents=True, exist_ok=True)
@@ -198,11 +198,13 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
     run_lock = _hold_run_lock(spec) if main else None
     handler = _attach_log(job_dir) if main else logging.NullHandler()
     start = time.time()
+    env: dict[str, Any] = {}
     try:
         if main:
             (job_dir / R.FAILED).unlink(missing_ok=True)
             R.atomic_write_json(job_dir / R.SPEC, asdict(spec))
-            R.atomic_write_json(job_dir / R.ENV, {**environment(), "world_size": distributed.world_size()})
+            env = environment()
+            R.atomic_write_json(job_dir / R.ENV, {**env, "world_size": distributed.world_size()})
         _configure_threads(spec.config)
         log.info("job %s starts (%s)", spec.job_id, spec.stage)
         with _curves(spec, main) as curves:
@@ -210,7 +212,8 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
             curves.eval_rows(rows)
         doc = {"job_id": spec.job_id, "study": spec.study, "scale": spec.scale, "stage": spec.stage,
                "upstream": spec.upstream, **spec.coords, "metrics": rows, "updates": updates,
-               "wall_time_s": round(time.time() - start, 2), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+               "wall_time_s": round(time.time() - start, 2), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+               "provenance": provenance(env)}
         if main:
             R.atomic_write_json(job_dir / R.METRICS, doc)
         log.info("job %s done: %s", spec.job_id, rows)

@@ -19,7 +19,7 @@ import json
 import os
 import socket
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -104,16 +104,19 @@ class MetricRow(BaseModel):
 
 
 class MetricsDoc(BaseModel):
-    """The schema of ``metrics.json``: its metric rows; identity, coordinates and timings are extras."""
+    """The schema of ``metrics.json``: its metric rows and, from jobs that record it, their provenance (git,
+    host, python, packages: what env.json holds of it); identity, coordinates and timings are extras."""
 
     model_config = ConfigDict(extra="allow")
     metrics: list[MetricRow]
+    provenance: dict[str, Any] | None = None
 
 
 def _plainly_valid(doc: Any) -> bool:
     """True when ``doc`` obviously matches MetricsDoc (exact types only); anything else goes to pydantic,
     which decides and words the error."""
-    if type(doc) is not dict or type(rows := doc.get("metrics")) is not list:
+    if type(doc) is not dict or type(rows := doc.get("metrics")) is not list \
+            or type(doc.get("provenance")) not in (dict, type(None)):
         return False
     for r in rows:
         if type(r) is not dict or type(r.get("name")) is not str or not r["name"] \
@@ -147,18 +150,22 @@ def read_metrics(job_dir: Path) -> dict[str, Any] | None:
     return doc
 
 
-def local_job_state(job_dir: Path) -> JobState:
+def local_job_state(job_dir: Path, files: Container[str] | None = None) -> JobState:
     """The state the folder alone shows; RUNNING here only means "submitted and not finished".
-    A corrupt ``metrics.json`` reads as FAILED (``read_metrics`` says why)."""
+    A corrupt ``metrics.json`` reads as FAILED (``read_metrics`` says why). ``files``: the folder's listing, when
+    the caller has it (a file it lacks is not opened)."""
+    def has(name: str) -> bool:
+        return files is None or name in files
+
     try:
-        if read_metrics(job_dir) is not None:
+        if has(METRICS) and read_metrics(job_dir) is not None:
             return JobState.DONE
     except CorruptResultError:
         return JobState.FAILED
-    failed = read_json(job_dir / FAILED)
+    failed = read_json(job_dir / FAILED) if has(FAILED) else None
     if failed is not None:
         return JobState.DEPENDENCY_FAILED if failed.get("dependency_failed") else JobState.FAILED
-    if (job_dir / SUBMITTED).exists():
+    if SUBMITTED in files if files is not None else (job_dir / SUBMITTED).exists():
         return JobState.RUNNING
     return JobState.PENDING
 

@@ -9,7 +9,10 @@ import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pandas as pd
+
 from analysis.figures import write_figures
+from analysis.provenance import commits, environments
 from analysis.report import write_report
 from tests.analysis_frames import FrameBuilder, coco_frame, fractions_frame
 
@@ -73,6 +76,27 @@ def test_html_page_is_offline_and_references_existing_files(tmp_path):
     assert all(f"<td>{up}</td><td>pretrain</td>" in text for up in frame["upstream"].unique())  # silent pre-training jobs
     prov = (study_dir / "tables" / "summary-detection-synthetic-scenes.provenance.csv").read_text()
     assert "0123456789ab+dirty" in prov
+
+
+def test_provenance_recorded_in_the_results_needs_no_env_json(tmp_path):
+    frame = coco_frame(seeds=2)
+    recorded = frame["job_id"] == frame["job_id"].iloc[0]
+    for column, value in {"git_commit": "fedcba9876543210", "git_dirty": False, "host": "node3", "python": "3.12",
+                          "packages": "torch 2"}.items():
+        frame[column] = pd.Series(value, index=frame.index, dtype=object).where(recorded, None)
+    older = frame.loc[~recorded, "job_id"].iloc[0]  # results written before jobs recorded it: env.json is read
+    (tmp_path / older).mkdir(parents=True)
+    (tmp_path / older / "env.json").write_text(json.dumps({"git": {"commit": "0123456789abcdef", "dirty": True},
+                                                           "host": "node7", "python": "3.11"}))
+    envs = environments(tmp_path, frame["job_id"].drop_duplicates(), frame)
+    by_job = envs.set_index("job_id")
+    assert list(envs["job_id"]) == list(frame["job_id"].drop_duplicates())
+    assert by_job.loc[frame["job_id"].iloc[0], ["git_commit", "host"]].tolist() == ["fedcba9876543210", "node3"]
+    assert by_job.loc[older, ["git_commit", "host"]].tolist() == ["0123456789abcdef", "node7"]
+    assert commits(envs)[frame["job_id"].iloc[0]] == "fedcba987654" and commits(envs)[older] == "0123456789ab+dirty"
+    write_report(frame, tmp_path, scale="tiny", what=("html",))
+    text = (tmp_path / "report.html").read_text()
+    assert "fedcba9876543210" in text and "node3" in text and "node7" in text
 
 
 def test_scales_are_never_pooled(tmp_path):

@@ -42,7 +42,8 @@ CORRUPT = {"truncated": '{"job_id": "x", "stage": "pretrain", "metr',
            "a list": "[]",
            "metric without a name": '{"job_id": "x", "stage": "pretrain", "metrics": [{"value": 1.0}]}',
            "value not a number": '{"job_id": "x", "stage": "pretrain", "metrics": [{"name": "a", "value": "hi"}]}',
-           "no metrics": '{"job_id": "x", "stage": "pretrain"}'}
+           "no metrics": '{"job_id": "x", "stage": "pretrain"}',
+           "provenance not an object": '{"job_id": "x", "metrics": [{"name": "a", "value": 1.0}], "provenance": "abc"}'}
 
 
 @pytest.mark.parametrize("case", list(CORRUPT))

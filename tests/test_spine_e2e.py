@@ -49,6 +49,8 @@ def test_micro_study_runs_collects_and_reports(tmp_path, executor, monkeypatch):
             assert (study_dir / job.id / name).exists()
     env = R.read_json(study_dir / plan.jobs[0].id / R.ENV)
     assert env["packages"]["torch"] and "commit" in env["git"]
+    recorded = R.read_json(study_dir / plan.jobs[0].id / R.METRICS)["provenance"]
+    assert recorded == {k: env[k] for k in ("git", "host", "python", "packages")}  # a report reads no env.json
     if executor == "local":  # submitit shows a job the GPUs it asked for, and hides them from the others
         visible = {j.stage: R.read_json(study_dir / j.id / R.ENV)["cuda_visible_devices"] for j in plan.jobs}
         assert visible == {"pretrain": "", "downstream": "0"}
@@ -56,6 +58,7 @@ def test_micro_study_runs_collects_and_reports(tmp_path, executor, monkeypatch):
     top1 = frame[frame["metric"] == "top1"]
     assert len(top1) == 3 and top1["value"].between(0, 100).all()
     assert set(top1["method"]) == {"none", "supervised"}
+    assert top1["python"].notna().all() and top1["packages"].str.contains("torch").all()
     assert (study_dir / "collected.csv").exists() and (study_dir / "collected.parquet").exists()
 
     from analysis.report import write_report
