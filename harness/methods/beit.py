@@ -46,7 +46,7 @@ class BEiT(PretrainMethod):
               "warm-up 10 epochs, wd 0.05, clip 3.0, drop path 0.1, colour jitter 0.4, blockwise masking of 75/196 "
               "patches (75% on small sets)")
     defaults = {
-        # tiny: 1.5e-3 at batch 64 (the tiny-scale probe's best); paper: BEiT's 1.5e-3 at batch 2048
+        # tiny: blr and warm-up from benchmarks/tiny_calibration.py (docs/calibration.md); paper: BEiT's 1.5e-3 at batch 2048
         "tiny": {"batch_size": 64, "blr": 6e-3, "warmup_fraction": 10 / 800, "clip_grad": 3.0, "drop_path": 0.0,
                  "mask_ratio": 75 / 196, "mask_shape": "block", "min_block_patches": 0, "crop_min_scale": 0.2,
                  "color_jitter": 0.0,

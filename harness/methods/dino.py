@@ -82,9 +82,10 @@ class DINO(PretrainMethod):
               "-> 0.4 (cosine), last layer frozen for 1 epoch, warm-up 10 epochs, clip 3.0, drop path 0.1, "
               "out_dim 65536, 2x224 + 10x96 crops, "
               "teacher temp 0.04 -> 0.07 over 30 epochs, teacher momentum 0.996 -> 1")
-    # lr = blr x batch / 256 (main_dino.py); tiny: 5e-4 at batch 64 (the tiny-scale probe)
+    # lr = blr x batch / 256 (main_dino.py); tiny: blr and warm-up from
+    # benchmarks/tiny_calibration.py (docs/calibration.md)
     defaults = {
-        "tiny": {"batch_size": 64, "blr": 2e-3, "min_lr": 1e-6, "weight_decay": 0.04, "weight_decay_end": 0.4,
+        "tiny": {"batch_size": 64, "blr": 6.66e-4, "min_lr": 1e-6, "weight_decay": 0.04, "weight_decay_end": 0.4,
                  "warmup_fraction": 10 / 300, "freeze_last_layer": 1, "norm_last_layer": True,
                  "clip_grad": 3.0, "drop_path": 0.0, "out_dim": 256, "head_hidden_dim": 256, "head_bottleneck_dim": 64,
                  "local_crops": 4, "local_crop_size": 0, "global_min_scale": 0.4, "local_max_scale": 0.4,

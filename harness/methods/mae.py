@@ -30,8 +30,8 @@ class MAE(PretrainMethod):
     recipe = ("MAE ViT-B/16: 800-1600 epochs on ImageNet-1k, batch 4096, lr 1.5e-4 x batch/256 = 2.4e-3, "
               "betas (0.9, 0.95), wd 0.05, warm-up 40 epochs, decoder 8 x 512-d, 75% masking, norm-pixel loss")
     defaults = {
-        # tiny: 5e-4 at batch 64 (the tiny-scale probe); paper: MAE's blr 1.5e-4 (2.4e-3 at batch 4096)
-        "tiny": {"batch_size": 64, "blr": 2e-3, "warmup_fraction": 40 / 800, "betas": [0.9, 0.95], "drop_path": 0.0,
+        # tiny: blr and warm-up from benchmarks/tiny_calibration.py (docs/calibration.md); paper: MAE's blr 1.5e-4 (2.4e-3 at batch 4096)
+        "tiny": {"batch_size": 64, "blr": 6.66e-4, "warmup_fraction": 1 / 3, "betas": [0.9, 0.95], "drop_path": 0.0,
                  "mask_ratio": 0.75, "decoder_depth": 1, "decoder_dim": 64, "decoder_heads": 2,
                  "crop_min_scale": 0.2},
         "paper": {"batch_size": 4096, "blr": 1.5e-4, "warmup_epochs": 40, "betas": [0.9, 0.95], "drop_path": 0.0,

@@ -41,8 +41,8 @@ class SplitMask(PretrainMethod):
     recipe = ("the paper: ViT-S/16 and ViT-B/16, BEiT's recipe (batch 2048, lr 1.5e-3, warm-up 10 epochs, wd 0.05, "
               "clip 3.0, drop path 0.1), 300-800 epochs on ImageNet or a fixed number of updates on fractions")
     defaults = {
-        # tiny: 5e-4 at batch 64 (the tiny-scale probe); paper: BEiT's 1.5e-3 at batch 2048
-        "tiny": {"batch_size": 64, "blr": 2e-3, "warmup_fraction": 10 / 800, "clip_grad": 3.0, "drop_path": 0.0,
+        # tiny: blr and warm-up from benchmarks/tiny_calibration.py (docs/calibration.md); paper: BEiT's 1.5e-3 at batch 2048
+        "tiny": {"batch_size": 64, "blr": 6e-3, "warmup_fraction": 10 / 800, "clip_grad": 3.0, "drop_path": 0.0,
                  "mask_ratio": 0.5, "decoder_depth": 2, "decoder_dim": 0, "decoder_heads": 0,
                  "infonce_weight": 1.0, "temperature": 0.2, "crop_min_scale": 0.2, "color_jitter": 0.0,
                  **TOKENIZER_DEFAULTS["tiny"]},

@@ -27,11 +27,12 @@ class Supervised(PretrainMethod):
     recipe = ("DeiT ViT-S/16 and ViT-B/16: 300 epochs on ImageNet-1k, batch 1024, lr 5e-4 x batch/512 = 1e-3, wd 0.05, "
               "warm-up 5 epochs, RandAugment rand-m9-mstd0.5-inc1, mixup 0.8, cutmix 1.0, label smoothing 0.1, "
               "random erasing 0.25, repeated augmentation x3, crops from 0.08, drop path 0.1")
-    # tiny: 2e-3 at batch 64 (the tiny-scale probe); 186 updates on 32 px images are too short for DeiT's
-    # regularisers to pay off, so the tiny scale keeps label smoothing and crops only
+    # tiny: blr and warm-up from benchmarks/tiny_calibration.py (docs/calibration.md); 93 updates are too short for
+    # DeiT's regularisers to pay off, so the tiny scale keeps label smoothing and crops only
     defaults = {
         "tiny": {"batch_size": 64, "blr": 1.6e-2, "lr_ref_batch": 512, "min_lr": 1e-5,
-                 "warmup_fraction": 5 / 300, "label_smoothing": 0.1, "drop_path": 0.0, "crop_min_scale": 0.2, "auto_augment": None,
+                 "warmup_fraction": 1 / 3, "label_smoothing": 0.1, "drop_path": 0.0, "crop_min_scale": 0.2,
+                 "auto_augment": None,
                  "color_jitter": 0.0, "reprob": 0.0, "mixup": 0.0, "cutmix": 0.0, "repeated_aug": 0},
         "paper": {"batch_size": 1024, "blr": 5e-4, "lr_ref_batch": 512, "min_lr": 1e-5, "warmup_epochs": 5,
                   "label_smoothing": 0.1, "drop_path": 0.1, "num_workers": 10, "crop_min_scale": 0.08,
