@@ -193,9 +193,9 @@ def test_plan_shows_every_resolved_parameter_set(tmp_path):
 def test_tiny_warm_up_keeps_each_references_proportion_of_the_run():
     from harness.schedule import downstream_schedule, pretrain_schedule
 
-    # BEiT: 10 warm-up epochs of 800; DINO: 10 of 300; fine-tuning: 20 of 100, whatever the run's length (MAE and
-    # supervised: the third of the run that the calibration chose)
-    for name, share in (("beit", 10 / 800), ("dino", 10 / 300), ("mae", 1 / 3), ("supervised", 1 / 3)):
+    # BEiT: 10 warm-up epochs of 800; fine-tuning: 20 of 100, whatever the run's length (MAE, DINO and supervised:
+    # the third of the run that the calibration chose)
+    for name, share in (("beit", 10 / 800), ("splitmask", 10 / 800), ("mae", 1 / 3), ("supervised", 1 / 3)):
         params = METHODS.get(name).resolved_params("tiny")
         for epochs in (3, 30):
             sched = pretrain_schedule(2000, 2000, 64, epochs, "fixed-updates", params)

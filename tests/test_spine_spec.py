@@ -26,7 +26,7 @@ def _variant(**pretrain) -> dict:
 def test_the_shipped_study_loads_at_both_scales():
     tiny = load_study("imagenet-fractions")
     assert tiny.scale_name == "tiny" and tiny.scale.model == "vit-tiny-16"
-    assert {"none", "supervised", "beit", "splitmask", "dino", "mae"} <= set(tiny.scale.pretrain.methods)
+    assert {"none", "supervised", "beit", "splitmask", "dino"} <= set(tiny.scale.pretrain.methods)
     assert tiny.scale.pretrain.fractions == [0.05, 0.1, 1.0]
     assert tiny.scale.pretrain.seeds == [0, 1, 2]
     assert load_study("imagenet-fractions", seeds=2).scale.pretrain.seeds == [0, 1]

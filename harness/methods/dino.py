@@ -85,8 +85,8 @@ class DINO(PretrainMethod):
     # lr = blr x batch / 256 (main_dino.py); tiny: blr and warm-up from
     # benchmarks/tiny_calibration.py (docs/calibration.md)
     defaults = {
-        "tiny": {"batch_size": 64, "blr": 6.66e-4, "min_lr": 1e-6, "weight_decay": 0.04, "weight_decay_end": 0.4,
-                 "warmup_fraction": 10 / 300, "freeze_last_layer": 1, "norm_last_layer": True,
+        "tiny": {"batch_size": 64, "blr": 2.22e-4, "min_lr": 1e-6, "weight_decay": 0.04, "weight_decay_end": 0.4,
+                 "warmup_fraction": 1 / 3, "freeze_last_layer": 1, "norm_last_layer": True,
                  "clip_grad": 3.0, "drop_path": 0.0, "out_dim": 256, "head_hidden_dim": 256, "head_bottleneck_dim": 64,
                  "local_crops": 4, "local_crop_size": 0, "global_min_scale": 0.4, "local_max_scale": 0.4,
                  "local_min_scale": 0.05, "student_temp": 0.1, "warmup_teacher_temp": 0.04, "teacher_temp": 0.04,
