@@ -29,6 +29,9 @@ COLORBLIND = ["#0173B2", "#DE8F05", "#029E73", "#D55E00", "#CC78BC", "#CA9161", 
               "#56B4E9"]
 MARKERS = ["o", "X", (4, 0, 45), "P", (4, 0, 0), (4, 1, 0), "^", (4, 1, 45), "v"]
 BAR_WIDTH, BAR_SATURATION, ERROR_COLOUR = 0.8, 0.75, ".26"
+# Without ligatures every glyph has one character: the PDF embeds one font subset instead of a second one for the
+# ligature glyphs (each subset costs a full fontTools pass over the font)
+NO_LIGATURES = ("-liga",)
 
 
 def pyplot():
@@ -154,7 +157,11 @@ def bar_figure(rows: pd.DataFrame, ylabel: str):
 def _save(fig, stem: Path) -> list[Path]:
     """PNG and PDF cropped to one tight bounding box, laid out once (not once per format)."""
     plt = pyplot()
+    from matplotlib.text import Text
+
     out = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
+    for text in fig.findobj(Text):
+        text.set_fontfeatures(NO_LIGATURES)
     fig.draw_without_rendering()
     bbox = fig.get_tightbbox(fig.canvas.get_renderer()).padded(plt.rcParams["savefig.pad_inches"])
     for p in out:
