@@ -12,7 +12,6 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.claims import evaluate_study, write_claims
-from analysis.csvfile import write_csv
 from analysis.curves import cell_title, job_states, loss_curve_figures
 from analysis.figures import write_figures
 from analysis.html import PER_JOB_ENV, write_page
@@ -55,7 +54,8 @@ def write_jobs_csv(path: Path, states: pd.DataFrame, jobs: pd.DataFrame, envs: p
     """Every job: its state and files, and for a job with results its parameters that differ and provenance."""
     extra = jobs[["job_id", "upstream", "updates", "wall_time_s", "params_that_differ"]].merge(
         envs[PER_JOB_ENV], on="job_id", how="left")
-    return write_csv(states.merge(extra, on="job_id", how="left"), path)
+    states.merge(extra, on="job_id", how="left").to_csv(path, index=False)
+    return path
 
 
 def _curve_anchors(states: pd.DataFrame, curves: list[tuple[str, Path]]) -> dict[str, str]:

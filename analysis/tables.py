@@ -19,7 +19,6 @@ import pandas as pd
 
 from analysis.labels import (CLASSIFICATION_TASKS, epochs_label, fraction_label, method_key, method_name,
                              metric_key, primary_metrics)
-from analysis.csvfile import write_csv
 from analysis.stats import Sample
 
 CELL_SEP = " ± "
@@ -289,7 +288,7 @@ def write_table(table: Table, frame: pd.DataFrame, out_dir: Path, commits: dict[
     notes = "".join(f"\n> warning: {w}\n" for w in table.warnings)
     paths[1].write_text(f"### {table.title}\n\n{to_markdown(table)}\n{notes}")
     paths[2].write_text(to_latex(table))
-    write_csv(provenance_frame(table, frame, commits, upstream), paths[3])
+    provenance_frame(table, frame, commits, upstream).to_csv(paths[3], index=False)
     return paths
 
 
