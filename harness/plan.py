@@ -10,17 +10,15 @@ scale's name are excluded, so moving a job to another cluster keeps its results.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from itertools import product
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from harness import cycles
 from harness.errors import ConfigError
 from harness.registry import POOL_FROM_METHOD
 from harness.schedule import job_schedule, pretrain_schedule
@@ -364,22 +362,9 @@ def save_plan(plan: Plan, study_dir: Path) -> Path:
     return path
 
 
-@contextmanager
-def _no_cycle_collection() -> Iterator[None]:
-    """Decoded JSON holds no reference cycle, but its hundreds of thousands of new containers would start the
-    cycle collector over and over (most of the time a 50,000-job plan takes to read)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def load_plan(study_dir: Path) -> StoredPlan | None:
     """The stored plan, or None when the study was never launched (or the file is unreadable)."""
-    with _no_cycle_collection():
+    with cycles.paused():  # decoded JSON holds no cycle
         return _load_plan(study_dir)
 
 
@@ -437,7 +422,7 @@ class PlannedJob(NamedTuple):
 def load_planned_jobs(study_dir: Path) -> dict[str, PlannedJob]:
     """Each job of the stored plan by id (empty when none is stored or its layout is another); jobs sharing
     parameters share one dict, so comparing them by identity first is cheap."""
-    with _no_cycle_collection():
+    with cycles.paused():  # decoded JSON holds no cycle
         return _load_planned_jobs(study_dir)
 
 
