@@ -101,7 +101,7 @@ def _write_one(frame: pd.DataFrame, study_dir: Path, out: Path, scale: str, what
         if out == study_dir:
             links.update(collected)
         planned = load_planned_jobs(study_dir)
-        states = job_states(study_dir, jobs, planned, validated=set(frame["job_id"]))
+        states = job_states(study_dir, jobs, planned, validated=set(frame["job_id"].tolist()))
         with cycles.collecting_new_only():
             curves = loss_curve_figures(study_dir, states, out / "figures" / "curves")
         anchors = _curve_anchors(states, curves)
