@@ -63,7 +63,7 @@ def environments(study_dir: Path, job_ids, frame: pd.DataFrame | None = None) ->
     collected results) where it has them, from the job's env.json for the others."""
     ids = list(job_ids)
     recorded = _recorded(frame)
-    known = set(recorded["job_id"])
+    known = set(recorded["job_id"].tolist())  # (iterating an Arrow-backed column is slow)
     read = pd.DataFrame.from_records([_env_record(study_dir, j) for j in ids if j not in known], columns=ENV_COLUMNS)
     parts = [p.astype(object) for p in (recorded, read) if len(p)]
     if not parts:
@@ -81,11 +81,11 @@ def commit_label(row) -> str:
 
 
 def commit_labels(envs: pd.DataFrame) -> list[str]:
-    return [commit_label({"git_commit": c, "git_dirty": d}) for c, d in zip(envs["git_commit"], envs["git_dirty"])]
+    return [commit_label({"git_commit": c, "git_dirty": d}) for c, d in zip(envs["git_commit"].tolist(), envs["git_dirty"].tolist())]
 
 
 def commits(envs: pd.DataFrame) -> dict[str, str]:
-    return dict(zip(envs["job_id"], commit_labels(envs)))
+    return dict(zip(envs["job_id"].tolist(), commit_labels(envs)))
 
 
 def read_spec_params(study_dir: Path, job_id: str) -> dict:
@@ -113,11 +113,11 @@ def varying_params(study_dir: Path, jobs: pd.DataFrame, planned: dict | None = N
     """Per job, the method/task parameters (from spec.json) that differ between jobs of the same stage and kind,
     e.g. the longer detection schedule of random init; empty where nothing differs or no spec.json is there."""
     plan_params = planned_params(study_dir, planned)
-    params = {j: plan_params[j] if j in plan_params else read_spec_params(study_dir, j) for j in jobs["job_id"]}
+    params = {j: plan_params[j] if j in plan_params else read_spec_params(study_dir, j) for j in jobs["job_id"].tolist()}
     kind = jobs["method"].where(jobs["stage"] == "pretrain", jobs["task"]).fillna("")
     out = pd.Series("", index=jobs.index, dtype=object)
     for _, group in jobs.groupby([jobs["stage"], kind]):
-        dicts = [params[j] for j in group["job_id"]]
+        dicts = [params[j] for j in group["job_id"].tolist()]
         by_object = {id(d): d for d in dicts}.values()  # jobs of one plan share their parameters' dict
         distinct = list({_key(d): d for d in by_object}.values())  # few per group
         keys = sorted({k for d in distinct for k in d})

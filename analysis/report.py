@@ -17,6 +17,7 @@ from analysis.figures import write_figures
 from analysis.html import PER_JOB_ENV, write_page
 from analysis.provenance import commits, environments, jobs_frame, varying_params
 from analysis.tables import study_tables, write_tables
+from harness import cycles
 from harness.collect import PROVENANCE
 from harness.plan import load_planned_jobs
 
@@ -26,7 +27,11 @@ JOBS_CSV = "jobs.csv"
 
 def write_report(frame: pd.DataFrame, study_dir: Path, scale: str | None = None,
                  what: tuple[str, ...] | None = None) -> list[Path]:
-    what = ALL if what is None else what
+    with cycles.paused():  # rows, frames and tables hold no cycle; figures are collected apart
+        return _write_report(frame, study_dir, scale, ALL if what is None else what)
+
+
+def _write_report(frame: pd.DataFrame, study_dir: Path, scale: str | None, what: tuple[str, ...]) -> list[Path]:
     if scale is not None:
         return _write_one(frame[frame["scale"] == scale], study_dir, study_dir, scale, what)
     scales = sorted(frame["scale"].dropna().unique())
@@ -79,7 +84,8 @@ def _write_one(frame: pd.DataFrame, study_dir: Path, out: Path, scale: str, what
     if "tables" in what:
         written += write_tables(frame, out / "tables", job_commits, built)
     if "figures" in what:
-        written += write_figures(frame, out / "figures")
+        with cycles.collecting_new_only():
+            written += write_figures(frame, out / "figures")
     results = evaluate_study(frame, study) if {"claims", "html"} & set(what) else []
     if "claims" in what:
         written += write_claims(results, out)
@@ -95,8 +101,9 @@ def _write_one(frame: pd.DataFrame, study_dir: Path, out: Path, scale: str, what
         if out == study_dir:
             links.update(collected)
         planned = load_planned_jobs(study_dir)
-        states = job_states(study_dir, jobs, planned, validated=set(frame["job_id"]))
-        curves = loss_curve_figures(study_dir, states, out / "figures" / "curves")
+        states = job_states(study_dir, jobs, planned, validated=set(frame["job_id"].tolist()))
+        with cycles.collecting_new_only():
+            curves = loss_curve_figures(study_dir, states, out / "figures" / "curves")
         anchors = _curve_anchors(states, curves)
         planned_jobs = _plan(jobs, study_dir, planned)
         written.append(write_jobs_csv(out / JOBS_CSV, states, planned_jobs, envs))

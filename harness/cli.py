@@ -252,6 +252,13 @@ def cmd_collect(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from harness import cycles
+
+    with cycles.paused():  # the imports and the collected frame make no garbage cycle worth a collection
+        return _report(args)
+
+
+def _report(args) -> int:
     from analysis.report import write_report
     from harness.collect import load_collected
 

@@ -274,3 +274,37 @@ def test_placeholder_manifests_of_missing_roots_leave_no_summary(tmp_path, monke
         digest, images = manifest_summary("imagenet", "train", 0.1, 0)
     assert "imagenet" in missing and images >= 1 and digest
     assert list(cache_dir("manifests", "summaries").iterdir()) == []
+
+
+def test_plan_json_of_one_dict_per_job_is_still_read(tmp_path):
+    from harness.plan import _Shared, load_planned_jobs
+
+    plan = make_plan(load_study(write_micro(tmp_path)))
+    shared = _Shared()
+    jobs = [{"id": job.id, "stage": job.stage, "config": shared.pack(job.config), "coords": job.coords,
+             "resources": shared.ref(job.resources.model_dump()), "upstream": job.upstream,
+             "unavailable": job.unavailable, "schedule": shared.ref(job.schedule)} for job in plan.jobs]
+    doc = {"study": plan.study.name, "scale": "tiny", "seeds": [0], "source": plan.study.source, "source_sha256": "",
+           "shared": shared.values, "jobs": jobs}  # the layout before jobs were stored as rows
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / PLAN_FILE).write_text(json.dumps(doc))
+    save_plan(plan, tmp_path / "new")
+    old, new = load_plan(tmp_path / "old"), load_plan(tmp_path / "new")
+    assert [(j.id, j.stage, j.config, j.coords, j.resources, j.upstream, j.schedule) for j in old.jobs] == \
+           [(j.id, j.stage, j.config, j.coords, j.resources, j.upstream, j.schedule) for j in new.jobs]
+    assert load_planned_jobs(tmp_path / "old") == load_planned_jobs(tmp_path / "new")
+    assert len(json.loads((tmp_path / "new" / PLAN_FILE).read_text())["jobs"][0]) == 10  # one row per job
+
+
+def test_cycle_collection_is_restored_after_a_pause():
+    import gc
+
+    from harness import cycles
+
+    assert gc.isenabled()
+    with cycles.paused():
+        assert not gc.isenabled()
+        with cycles.collecting_new_only():
+            assert gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled() and gc.get_freeze_count() == 0
