@@ -6,8 +6,6 @@ matplotlib is imported when a figure is drawn, not with this module."""
 from __future__ import annotations
 
 import colorsys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -34,9 +32,6 @@ BAR_WIDTH, BAR_SATURATION, ERROR_COLOUR = 0.8, 0.75, ".26"
 # Without ligatures every glyph has one character: the PDF embeds one font subset instead of a second one for the
 # ligature glyphs (each subset costs a full fontTools pass over the font)
 NO_LIGATURES = ("-liga",)
-# A PDF places every glyph itself: the embedded subset needs no OpenType layout tables, and leaving them out
-# spares fontTools decoding them for every PDF (about half of each subset's time for DejaVu Sans)
-LAYOUT_TABLES = ["GSUB", "GPOS", "GDEF"]
 
 
 def pyplot():
@@ -159,21 +154,6 @@ def bar_figure(rows: pd.DataFrame, ylabel: str):
     return fig
 
 
-@contextmanager
-def _subsets_without_layout_tables() -> Iterator[None]:
-    from fontTools.subset import Options
-
-    default = getattr(Options, "_drop_tables_default", None)
-    if not isinstance(default, list):  # another fontTools: subsets keep their tables
-        yield
-        return
-    Options._drop_tables_default = default + [t for t in LAYOUT_TABLES if t not in default]
-    try:
-        yield
-    finally:
-        Options._drop_tables_default = default
-
-
 def _save(fig, stem: Path) -> list[Path]:
     """PNG and PDF cropped to one tight bounding box, laid out once (not once per format)."""
     plt = pyplot()
@@ -184,9 +164,8 @@ def _save(fig, stem: Path) -> list[Path]:
         text.set_fontfeatures(NO_LIGATURES)
     fig.draw_without_rendering()
     bbox = fig.get_tightbbox(fig.canvas.get_renderer()).padded(plt.rcParams["savefig.pad_inches"])
-    fig.savefig(out[0], bbox_inches=bbox)
-    with _subsets_without_layout_tables():
-        fig.savefig(out[1], bbox_inches=bbox)
+    for p in out:
+        fig.savefig(p, bbox_inches=bbox)
     plt.close(fig)
     return out
 

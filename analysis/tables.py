@@ -243,17 +243,14 @@ def latex_escape(text: str) -> str:
 
 
 def to_latex(table: Table) -> str:
-    """A booktabs table, the text pandas' ``Styler.to_latex`` wrote for it (written here without loading the
-    Styler and its templates); every cell and header escaped by ``latex_escape``."""
+    """A booktabs table through pandas' ``Styler.to_latex``; every cell and header escaped by ``latex_escape``."""
     text = table.text_frame().reset_index()
-    header = [latex_escape(c) for c in [table.row_header, *table.columns]]
-    rows = [[latex_escape(x) for x in row] for row in text.itertuples(index=False)]
-    lines = ["% requires \\usepackage{booktabs}", "\\begin{table}[t]", "\\centering", "\\small",
-             f"\\caption{{{latex_escape(table.title)}}}", f"\\label{{tab:{table.stem.replace('_', '-')}}}",
-             f"\\begin{{tabular}}{{{'l' + 'c' * len(table.columns)}}}", "\\toprule", " & ".join(header) + " \\\\",
-             "\\midrule", *(" & ".join(row) + " \\\\" for row in rows), "\\bottomrule", "\\end{tabular}",
-             "\\end{table}"]
-    return "\n".join(lines) + "\n"
+    frame = pd.DataFrame([[latex_escape(x) for x in row] for row in text.itertuples(index=False)],
+                         columns=[latex_escape(c) for c in [table.row_header, *table.columns]])
+    body = frame.style.hide(axis="index").to_latex(
+        column_format="l" + "c" * len(table.columns), hrules=True, position="t", position_float="centering",
+        caption=latex_escape(table.title), label=f"tab:{table.stem.replace('_', '-')}")
+    return "% requires \\usepackage{booktabs}\n" + body.replace("\\centering", "\\centering\n\\small", 1)
 
 
 def upstreams(frame: pd.DataFrame) -> dict[str, str | None]:
