@@ -221,6 +221,7 @@ def _evaluate_panel(claim: Claim, panel: Panel, task_dataset: str) -> PanelResul
         samples[label], descs[label] = sample, desc
     s = list(samples.values())
     d = s[0].mean - s[1].mean if claim.kind != "degrades_more" else (s[0].mean - s[1].mean) - (s[2].mean - s[3].mean)
+    d = round(d, 9) + 0.0  # equal differences of means summed in another order differ in their last bits: zero
     se = standard_error(*s)
     verdict, reason = _decide(claim.kind, d, se, s)
     return PanelResult(task_dataset, verdict, reason, d, se, samples)
