@@ -91,6 +91,7 @@ def test_index_file_roundtrip(tmp_path):
     index = Index("toy", "val", tmp_path, ["a/x.png", "b/é y.png"], np.array([1, 0]), ["a", "b"])
     index.save(tmp_path / "i.npz")
     back = Index.load(tmp_path / "i.npz")
+    assert len(back) == 2 and back.content_hash == index.content_hash and "items" not in vars(back)  # not decoded
     assert back.items == index.items and back.labels.tolist() == [1, 0] and back.classes == ["a", "b"]
     assert back.content_hash == index.content_hash and back.root == Path(tmp_path)
     unlabelled = Index("toy", "val", tmp_path, ["a.png"], None, None)

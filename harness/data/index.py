@@ -27,7 +27,18 @@ class Index:
     _hash: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
+        if "items" not in self.__dict__:  # loaded, paths not decoded yet
+            return self._count
         return len(self.items)
+
+    def __getattr__(self, name: str):
+        # a loaded index decodes its paths on first use: planning needs only the count and the stored hash,
+        # and splitting ImageNet's 1.28M paths costs about a tenth of a second per split
+        if name == "items" and "_blob" in self.__dict__:
+            blob = self.__dict__.pop("_blob")
+            self.items = blob.decode().split("\n") if blob else []
+            return self.items
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def content_hash(self) -> str:
@@ -62,11 +73,12 @@ class Index:
     def load(cls, path: Path) -> Index:
         with np.load(path) as z:
             meta = json.loads(z["meta"].tobytes().decode())
-            text = z["items"].tobytes().decode()
+            blob = z["items"].tobytes()
             labels = z["labels"] if bool(z["has_labels"]) else None
-        items = text.split("\n") if text else []
-        index = cls(meta["dataset"], meta["split"], Path(meta["root"]), items, labels, meta["classes"])
-        index._hash = meta.get("content_hash")
+        index = cls.__new__(cls)
+        index.dataset, index.split, index.root = meta["dataset"], meta["split"], Path(meta["root"])
+        index.labels, index.classes, index._hash = labels, meta["classes"], meta.get("content_hash")
+        index._blob, index._count = blob, blob.count(b"\n") + 1 if blob else 0
         return index
 
 
