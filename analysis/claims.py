@@ -135,6 +135,12 @@ class ClaimResult:
         return "" if r is None else f"paper: {r.difference:+g} {self.claim.metric} with {r.model} (scale {r.scale})"
 
 
+def _settled(d: float) -> float:
+    """A difference of means with the last bits that summing equal values in another order leaves dropped: equal
+    means give exactly 0 (which the rules read as "does not hold"), not +-7e-15."""
+    return round(d, 9) + 0.0
+
+
 def _decide(kind: str, d: float, se: float, samples: list[Sample]) -> tuple[str, str]:
     if not enough(*samples):
         return UNKNOWN, f"needs >= {MIN_SEEDS} seeds per cell, has n = {', '.join(str(s.n) for s in samples)}"
@@ -220,8 +226,8 @@ def _evaluate_panel(claim: Claim, panel: Panel, task_dataset: str) -> PanelResul
             return PanelResult(task_dataset, UNKNOWN, f"{label}: {desc}")
         samples[label], descs[label] = sample, desc
     s = list(samples.values())
-    d = s[0].mean - s[1].mean if claim.kind != "degrades_more" else (s[0].mean - s[1].mean) - (s[2].mean - s[3].mean)
-    d = round(d, 9) + 0.0  # equal differences of means summed in another order differ in their last bits: zero
+    d = _settled(s[0].mean - s[1].mean if claim.kind != "degrades_more"
+                 else (s[0].mean - s[1].mean) - (s[2].mean - s[3].mean))
     se = standard_error(*s)
     verdict, reason = _decide(claim.kind, d, se, s)
     return PanelResult(task_dataset, verdict, reason, d, se, samples)
@@ -242,7 +248,7 @@ def _evaluate_schedule(claim: Claim, panel: Panel, task_dataset: str) -> PanelRe
         samples[f"{e} epochs"] = sample
     longest = samples[f"{schedules[-1]} epochs"]
     best_label, best = max(list(samples.items())[:-1], key=lambda kv: kv[1].mean)
-    d, se = best.mean - longest.mean, standard_error(best, longest)
+    d, se = _settled(best.mean - longest.mean), standard_error(best, longest)
     verdict, reason = _decide(claim.kind, d, se, [best, longest])
     return PanelResult(task_dataset, verdict, f"best shorter: {best_label}; {reason}", d, se, samples)
 

@@ -39,9 +39,13 @@ NO_WORSE = _claim(kind="no_worse", a={"method": "splitmask", "pretrain_dataset":
     ([30.0, 30.0], [29.0, 29.0], UNKNOWN),                    # no spread over seeds: no measure of the noise
     ([30.0, 31.0, 29.5], [29.9, 30.5, 29.6], UNKNOWN),         # right direction, inside 2 SE
     ([31.0], [29.0], UNKNOWN),                                # one seed: no spread, not enough data
+    ([30.8, 30.6, 30.4], [30.6, 30.4, 30.8], FAILS),          # equal means whose sums differ in the last bits
 ])
 def test_better(a, b, verdict):
-    assert evaluate_claim(BETTER, _two_cells(a, b), STAND_INS).verdict == verdict
+    result = evaluate_claim(BETTER, _two_cells(a, b), STAND_INS)
+    assert result.verdict == verdict
+    if sorted(a) == sorted(b):
+        assert result.panels[0].difference == 0.0
 
 
 @pytest.mark.parametrize("a, b, verdict", [
