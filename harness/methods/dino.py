@@ -47,9 +47,13 @@ class MultiCrop:
     """PIL image -> [global_1, global_2, local_1, ..., local_n] tensors (DINO's DataAugmentationDINO)."""
 
     def __init__(self, img_size: int, local_size: int, local_crops: int, global_scale=(0.4, 1.0),
-                 local_scale=(0.05, 0.4)):
-        flip_jitter = [T.RandomHorizontalFlip(),
-                       T.RandomApply([T.ColorJitter(0.4, 0.4, 0.2, 0.1)], p=0.8), T.RandomGrayscale(p=0.2)]
+                 local_scale=(0.05, 0.4), color_jitter: float = 0.4, grayscale_p: float = 0.2):
+        flip_jitter: list = [T.RandomHorizontalFlip()]
+        if color_jitter:  # DINO's ColorJitter(0.4, 0.4, 0.2, 0.1): saturation and hue in proportion
+            jitter = T.ColorJitter(color_jitter, color_jitter, color_jitter / 2, color_jitter / 4)
+            flip_jitter.append(T.RandomApply([jitter], p=0.8))
+        if grayscale_p:
+            flip_jitter.append(T.RandomGrayscale(p=grayscale_p))
         bicubic = T.InterpolationMode.BICUBIC
         to_tensor = [T.ToTensor(), normalize()]
         self.global_1 = T.Compose([T.RandomResizedCrop(img_size, global_scale, interpolation=bicubic), *flip_jitter,
@@ -89,14 +93,16 @@ class DINO(PretrainMethod):
                  "warmup_fraction": 1 / 3, "freeze_last_layer": 1, "norm_last_layer": True,
                  "clip_grad": 3.0, "drop_path": 0.0, "out_dim": 256, "head_hidden_dim": 256, "head_bottleneck_dim": 64,
                  "local_crops": 4, "local_crop_size": 0, "global_min_scale": 0.4, "local_max_scale": 0.4,
-                 "local_min_scale": 0.05, "student_temp": 0.1, "warmup_teacher_temp": 0.04, "teacher_temp": 0.04,
+                 "local_min_scale": 0.05, "color_jitter": 0.4, "grayscale_p": 0.2, "student_temp": 0.1,
+                 "warmup_teacher_temp": 0.04, "teacher_temp": 0.04,
                  "teacher_temp_warmup": 0.1, "momentum_teacher": 0.996, "center_momentum": 0.9},
         "paper": {"batch_size": 1024, "blr": 5e-4, "min_lr": 1e-6, "weight_decay": 0.04, "weight_decay_end": 0.4,
                   "warmup_epochs": 10, "freeze_last_layer": 1, "norm_last_layer": None,
                   "num_workers": 10,
                   "clip_grad": 3.0, "drop_path": 0.1, "out_dim": 65536, "head_hidden_dim": 2048,
                   "head_bottleneck_dim": 256, "local_crops": 10, "local_crop_size": 0, "global_min_scale": 0.4,
-                  "local_max_scale": 0.4, "local_min_scale": 0.05, "student_temp": 0.1, "warmup_teacher_temp": 0.04,
+                  "local_max_scale": 0.4, "local_min_scale": 0.05, "color_jitter": 0.4, "grayscale_p": 0.2,
+                  "student_temp": 0.1, "warmup_teacher_temp": 0.04,
                   "teacher_temp": 0.07, "teacher_temp_warmup": 0.1, "momentum_teacher": 0.996,
                   "center_momentum": 0.9},
     }
@@ -115,7 +121,7 @@ class DINO(PretrainMethod):
         p, cfg = self.params, self.encoder_cfg
         local = p["local_crop_size"] or local_crop_size(cfg.img_size, cfg.patch_size)
         return MultiCrop(cfg.img_size, local, p["local_crops"], (p["global_min_scale"], 1.0),
-                         (p["local_min_scale"], p["local_max_scale"]))
+                         (p["local_min_scale"], p["local_max_scale"]), p["color_jitter"], p["grayscale_p"])
 
     def optimized_module(self) -> nn.Module:
         return nn.ModuleDict({"encoder": self.encoder, "head": self.head})
