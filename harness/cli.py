@@ -157,7 +157,7 @@ def cmd_run(args) -> int:
         print(f"FAILED {jid}: {_last_line(report.outcome[jid])}  (log: {study_dir_for(plan, root) / jid / 'log.txt'})")
     if args.executor in ("debug", "local"):
         study_dir = study_dir_for(plan, root)
-        frame = collect(study_dir, only={j.id for j in plan.jobs})
+        frame = collect(study_dir, only={j.id for j in plan.jobs}, scale=plan.study.scale_name)
         from analysis.report import write_report
 
         written = write_report(frame, study_dir, scale=plan.study.scale_name)
@@ -234,15 +234,16 @@ def _collect_study(args):
     from harness.collect import collect
     from harness.errors import DataRootError
 
-    name, _ = _study_header(args)
+    name, default_scale = _study_header(args)
     study_dir = _results_root(args) / name
-    only = None
+    only, scale = None, None
     if not getattr(args, "all", False):
         try:
             only = {j.id for j in _planned_jobs(args, study_dir)[0]}
+            scale = args.scale or default_scale
         except DataRootError as e:  # e.g. results copied from a cluster to a laptop without the datasets
             print(f"warning: cannot plan the study here ({e}); collecting every finished job", file=sys.stderr)
-    return collect(study_dir, only), study_dir
+    return collect(study_dir, only, scale), study_dir
 
 
 def cmd_collect(args) -> int:

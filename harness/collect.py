@@ -82,8 +82,13 @@ def collect_frame(study_dir: Path, only: set[str] | None = None) -> pd.DataFrame
     return frame
 
 
-def collect(study_dir: Path, only: set[str] | None = None) -> pd.DataFrame:
+def collect(study_dir: Path, only: set[str] | None = None, scale: str | None = None) -> pd.DataFrame:
+    """Collect and store the table. ``scale``: the scale of the plan ``only`` comes from; its rows are labelled
+    with it, because a job's identity leaves the scale out: a job another scale ran first (random init, or the
+    same cell at the same settings) is reused by this plan and belongs to its report."""
     frame = collect_frame(study_dir, only)
+    if scale is not None:
+        frame["scale"] = scale
     study_dir.mkdir(parents=True, exist_ok=True)
     frame.drop(columns=CSV_LEAVES_OUT).to_csv(study_dir / "collected.csv", index=False)
     frame.to_parquet(study_dir / "collected.parquet", index=False)

@@ -86,12 +86,14 @@ class Registry(Generic[T]):
 
 def resolve_params(kind: str, name: str, defaults: dict[str, dict[str, Any]], scale: str,
                    overrides: dict[str, Any] | None, base: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``base``, then the defaults of ``scale`` (``paper``'s for a scale without its own), then ``overrides``;
-    an override of a parameter that does not exist, or of the wrong type or range, is an error naming it."""
+    """``base``, then the defaults of ``scale``, then ``overrides``. A scale without defaults of its own takes
+    those of the scale its name extends (``tiny-long``: ``tiny``'s), else ``paper``'s. An override of a parameter
+    that does not exist, or of the wrong type or range, is an error naming it."""
     from harness.params import check_overrides
 
     params = dict(base or {})
-    params.update(defaults.get(scale, defaults.get("paper", {})))
+    family = scale.split("-", 1)[0]
+    params.update(defaults.get(scale, defaults.get(family, defaults.get("paper", {}))))
     unknown = set(overrides or {}) - set(params)
     if unknown:
         raise KeyError(f"{kind} {name!r} has no parameter(s) {sorted(unknown)}; known: {sorted(params)}")

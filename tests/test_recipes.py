@@ -214,3 +214,11 @@ def test_a_studys_warm_up_replaces_the_declared_one_whatever_its_unit():
     assert by_share["warmup_fraction"] == 0.1 and by_share["warmup_epochs"] is None
     with pytest.raises(ValueError, match="warmup_fraction: must be a share of the run"):
         METHODS.get("beit").resolved_params("tiny", {"warmup_fraction": 2.0})
+
+
+def test_a_scale_takes_the_defaults_of_the_scale_its_name_extends():
+    dino = METHODS.get("dino")
+    assert dino.resolved_params("tiny-long") == dino.resolved_params("tiny")
+    assert dino.resolved_params("paper-vits") == dino.resolved_params("paper")
+    assert dino.resolved_params("cluster") == dino.resolved_params("paper")
+    assert dino.resolved_params("tiny-long")["out_dim"] != dino.resolved_params("paper")["out_dim"]

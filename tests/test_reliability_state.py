@@ -234,3 +234,16 @@ def test_unwritable_results_root_stops_run_before_any_job(micro, monkeypatch, ca
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {message}") and err.endswith(f": {study_dir.parent}")
     assert not any(study_dir.glob("*/" + R.SUBMITTED))
+
+
+def test_collect_labels_jobs_reused_from_another_scale_with_the_plans_scale(micro):
+    """A job's identity leaves the scale out, so a plan at one scale reuses a job another scale ran first (random
+    init, for one); its rows must enter this scale's report, which keeps only rows of its own scale."""
+    from harness.collect import collect
+
+    plan, study_dir = micro
+    pre = plan.pretrain[0]
+    _done(study_dir / pre.id, {"job_id": pre.id, "stage": "pretrain", "scale": "tiny",
+                               "metrics": [{"name": "pretrain_loss", "value": 1.0}]})
+    assert set(collect(study_dir, only={pre.id})["scale"]) == {"tiny"}
+    assert set(collect(study_dir, only={pre.id}, scale="tiny-long")["scale"]) == {"tiny-long"}
