@@ -140,6 +140,7 @@ def export_encoder(encoder_path: Path, fmt: str, out: Path, prefix: str | None =
     import torch
 
     from harness.models.vit import EncoderConfig
+    from harness.results import atomic_torch_save
 
     payload = torch.load(encoder_path, map_location="cpu", weights_only=True)
     cfg = EncoderConfig(**payload["config"])
@@ -155,8 +156,7 @@ def export_encoder(encoder_path: Path, fmt: str, out: Path, prefix: str | None =
         document = {"model": state, "matching_heuristics": False, "meta": meta}
     else:
         document = {"state_dict": state, "meta": meta}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(document, out)
+    atomic_torch_save(document, out)
     report.out = str(out)
     return report
 

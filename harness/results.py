@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import tempfile
 from collections.abc import Container, Iterable, Iterator
@@ -27,7 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from harness.errors import CorruptResultError, storage_error
+from harness.errors import CorruptResultError, StorageError, storage_error
 
 SPEC, ENV, LOG, CHECKPOINT, ENCODER = "spec.json", "env.json", "log.txt", "checkpoint.pt", "encoder.pt"
 METRICS, FAILED, SUBMITTED, TRACEBACK = "metrics.json", "failed.json", "submitted.json", "traceback.txt"
@@ -83,11 +84,28 @@ def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def atomic_torch_save(obj: Any, path: Path) -> None:
+def torch_save(obj: Any, tmp: str, path: Path) -> None:
+    """``torch.save(obj, tmp)`` for the file that becomes ``path``. torch's file writer reports a failed write
+    (disk full, a file-size limit) as a RuntimeError with no errno ("unexpected pos ..."): it becomes a
+    StorageError naming ``path`` and the space left."""
     import torch
 
-    with replacing(path) as tmp:
+    try:
         torch.save(obj, tmp)
+    except RuntimeError as e:
+        if not any(mark in str(e) for mark in _TORCH_WRITER_FAILURES):
+            raise
+        free_mib = shutil.disk_usage(Path(path).parent).free / 2**20
+        raise StorageError(f"could not write {path} ({free_mib:.0f} MiB free on its file system; "
+                           f"torch: {str(e).splitlines()[0]})") from e
+
+
+_TORCH_WRITER_FAILURES = ("inline_container", "PytorchStreamWriter")
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    with replacing(path) as tmp:
+        torch_save(obj, tmp, path)
 
 
 def read_json(path: Path) -> Any | None:

@@ -8,6 +8,8 @@ import logging
 import os
 import pickle
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -105,3 +107,24 @@ def test_disk_full_while_saving_names_the_file(tmp_path, monkeypatch):
     with pytest.raises(StorageError, match=f"no space left on device: {path}"):
         checkpoint.save({"step": 1}, path)
     assert list(tmp_path.iterdir()) == []  # no temporary file left behind
+
+
+def test_a_real_failed_write_names_the_file_and_leaves_no_temporary(tmp_path):
+    """torch's own writer, not a stand-in: a file-size limit makes its write fail as a full disk does, with
+    torch's errno-less RuntimeError ("unexpected pos ..."), which the user sees as a StorageError."""
+    path = tmp_path / "checkpoint.pt"
+    script = f"""
+import resource, torch
+from pathlib import Path
+from harness import checkpoint
+from harness.errors import StorageError
+resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, resource.RLIM_INFINITY))
+try:
+    checkpoint.save({{"model": torch.zeros(100_000)}}, Path({str(path)!r}))
+except StorageError as e:
+    print("StorageError:", e)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert f"StorageError: could not write {path} (" in out.stdout and "MiB free" in out.stdout
+    assert list(tmp_path.iterdir()) == []

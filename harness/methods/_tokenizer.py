@@ -18,7 +18,6 @@ import fcntl
 import hashlib
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.models.tokens import patchify
+from harness.results import atomic_torch_save
 from harness.transforms import IMAGENET_MEAN, IMAGENET_STD, train_transform
 
 log = logging.getLogger("harness.methods.tokenizer")
@@ -134,9 +134,7 @@ def cached_vocabulary(spec: TokenizerSpec, dataset, data_key: str, cache_dir: Pa
             return vocab, digest
         vocab = build_vocabulary(spec, dataset, device)
         digest = tensor_hash(vocab)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save({"vocab": vocab, "hash": digest, "spec": asdict(spec), "data": data_key}, tmp)
-        tmp.rename(path)
+        atomic_torch_save({"vocab": vocab, "hash": digest, "spec": asdict(spec), "data": data_key}, path)
         log.info("built %s vocabulary of %d tokens (hash %s) at %s", spec.kind, spec.vocab_size, digest, path)
         return vocab, digest
 
