@@ -4,7 +4,8 @@ A job folder keeps the latest two checkpoints: ``checkpoint.pt`` and the one bef
 A new one is written to a temporary file and synced before two renames rotate it in, so a crash never leaves
 a half-written ``checkpoint.pt``. Reading uses ``torch.load(weights_only=True)``: a checkpoint holds tensors and
 plain data only (RNG states included), so a planted file cannot run code. A latest checkpoint that cannot be
-read (truncated, corrupt) is reported and the previous one is used instead.
+read (truncated, corrupt) is reported and the previous one is used instead. Once the job is done the previous
+one has no use, and at paper scale it is a gigabyte or more: ``discard_previous`` deletes it.
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ class CheckpointError(HarnessError):
 def previous_path(path: Path) -> Path:
     """``checkpoint.pt`` -> ``checkpoint.prev.pt``."""
     return path.with_name(f"{path.stem}{PREVIOUS_SUFFIX}{path.suffix}")
+
+
+def discard_previous(path: Path) -> None:
+    """Delete the fallback of a finished job's checkpoint (the latest, complete one stays)."""
+    previous_path(path).unlink(missing_ok=True)
 
 
 def rng_state() -> dict[str, Any]:

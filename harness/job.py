@@ -216,6 +216,9 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
                "provenance": provenance(env)}
         if main:
             R.atomic_write_json(job_dir / R.METRICS, doc)
+            from harness.checkpoint import discard_previous
+
+            discard_previous(job_dir / R.CHECKPOINT)
         log.info("job %s done: %s", spec.job_id, rows)
         return doc
     except Exception as e:

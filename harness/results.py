@@ -5,6 +5,7 @@ Files in a job folder:
   env.json        git commit, package versions, host, executor ids
   log.txt         the job's log
   checkpoint.pt   the latest training state (fixed name; a run that finds it resumes)
+  checkpoint.prev.pt  the one before it, read if the latest is corrupt; deleted when the job is done
   encoder.pt      pre-training only: the exported encoder, loaded by downstream jobs
   metrics.json    written atomically and last: its presence means "done"
   failed.json     the error and the traceback's path, if the last attempt raised

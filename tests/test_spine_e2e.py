@@ -116,6 +116,10 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path):
     assert "resumed from" in log
     subprocess.run(cmd + ["--results", str(clean_root)], env=env, check=True, capture_output=True)
     assert _metric_rows(killed_root / "micro") == _metric_rows(clean_root / "micro")
+    # a done job keeps its latest checkpoint; the fallback written before it (every 2 updates here) is deleted
+    for root in (killed_root, clean_root):
+        assert (root / "micro" / pre.id / R.CHECKPOINT).exists()
+        assert not list((root / "micro").glob("*/checkpoint.prev.pt"))
 
 
 def test_local_driver_waits_for_an_upstream_run_by_another_driver(tmp_path, monkeypatch):
