@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from harness.errors import HarnessError
-from harness.results import replacing, torch_save
+from harness.results import replacing
 
 log = logging.getLogger("harness.checkpoint")
 
@@ -65,7 +65,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def save(state: dict[str, Any], path: Path) -> None:
     """Write ``state`` as the latest checkpoint; the one it replaces becomes the previous one."""
     with replacing(path) as tmp:
-        torch_save(state, tmp, path)
+        torch.save(state, tmp)
         if path.exists():  # a crash before the rename onto ``path`` leaves the previous one, which ``load`` reads
             os.replace(path, previous_path(path))
 

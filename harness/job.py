@@ -182,6 +182,7 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
     """Run one job to completion (or resume it); returns the metrics document it wrote.
 
     In a job with several processes every rank runs this; only rank 0 writes the job folder."""
+    from harness.checkpoint import discard_previous
     from harness.engine import device_for
     from harness.environment import environment, provenance
 
@@ -216,8 +217,6 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
                "provenance": provenance(env)}
         if main:
             R.atomic_write_json(job_dir / R.METRICS, doc)
-            from harness.checkpoint import discard_previous
-
             discard_previous(job_dir / R.CHECKPOINT)
         log.info("job %s done: %s", spec.job_id, rows)
         return doc

@@ -61,7 +61,8 @@ def temp_beside(path: Path) -> str:
 @contextmanager
 def replacing(path: Path) -> Iterator[str]:
     """A temporary file beside ``path`` for the caller to write; synced and renamed onto ``path`` when the block
-    ends, removed if it fails (an OSError becomes a StorageError naming ``path``). Readers never see a half file."""
+    ends, removed if it fails (an OSError, or torch's writer failing, becomes a StorageError naming ``path``).
+    Readers never see a half file."""
     tmp = temp_beside(path)
     try:
         yield tmp
@@ -71,9 +72,25 @@ def replacing(path: Path) -> Iterator[str]:
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)
         raise storage_error(e, path) from e
+    except RuntimeError as e:
+        Path(tmp).unlink(missing_ok=True)
+        if any(mark in str(e) for mark in _TORCH_WRITER_FAILURES):
+            raise _torch_write_error(e, path) from e
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# torch's file writer reports a failed write (disk full, a file-size limit) as a RuntimeError with no errno
+# ("[enforce fail at inline_container.cc:...] . unexpected pos ...", "PytorchStreamWriter failed writing ...")
+_TORCH_WRITER_FAILURES = ("inline_container", "PytorchStreamWriter")
+
+
+def _torch_write_error(error: RuntimeError, path: Path) -> StorageError:
+    free_mib = shutil.disk_usage(Path(path).parent).free / 2**20
+    return StorageError(f"could not write {path} ({free_mib:.0f} MiB free on its file system; "
+                        f"torch: {str(error).splitlines()[0]})")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -85,28 +102,11 @@ def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def torch_save(obj: Any, tmp: str, path: Path) -> None:
-    """``torch.save(obj, tmp)`` for the file that becomes ``path``. torch's file writer reports a failed write
-    (disk full, a file-size limit) as a RuntimeError with no errno ("unexpected pos ..."): it becomes a
-    StorageError naming ``path`` and the space left."""
+def atomic_torch_save(obj: Any, path: Path) -> None:
     import torch
 
-    try:
-        torch.save(obj, tmp)
-    except RuntimeError as e:
-        if not any(mark in str(e) for mark in _TORCH_WRITER_FAILURES):
-            raise
-        free_mib = shutil.disk_usage(Path(path).parent).free / 2**20
-        raise StorageError(f"could not write {path} ({free_mib:.0f} MiB free on its file system; "
-                           f"torch: {str(e).splitlines()[0]})") from e
-
-
-_TORCH_WRITER_FAILURES = ("inline_container", "PytorchStreamWriter")
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
     with replacing(path) as tmp:
-        torch_save(obj, tmp, path)
+        torch.save(obj, tmp)
 
 
 def read_json(path: Path) -> Any | None:
